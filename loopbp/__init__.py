@@ -1,0 +1,29 @@
+"""loopbp: the back-propagation derivation as Numba loops, checked against NumPy einsum.
+
+The public API:
+
+- `gradient`, `forward`, `error`: E, its gradient, and the forward pass for lists of
+  weights W and biases b, by backend (``"loops"``, the default, or ``"einsum"``).
+- `Network`: sizes, activations and parameters in one object, with the same methods.
+- `check_gradient`: the gradient against central finite differences.
+- `ACTIVATIONS`: the names of the activation functions.
+"""
+
+from .activations import ACTIVATIONS
+from .gradient_check import check_gradient
+from .gradients import error, forward, gradient
+from .network import Network
+from .validation import BACKENDS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "BACKENDS",
+    "Network",
+    "check_gradient",
+    "error",
+    "forward",
+    "gradient",
+    "__version__",
+]

@@ -1,0 +1,172 @@
+"""The public functions: forward pass, error and gradient, by backend.
+
+``backend="loops"`` (the default) runs the Numba loop kernels of ``loopbp.kernels``;
+``backend="einsum"`` runs the NumPy reference of ``loopbp.einsum_reference``. Both take
+and return the same things, and both validate their arguments first
+(``loopbp.validation``).
+"""
+
+import numpy as np
+
+from . import einsum_reference, kernels
+from .validation import check_backend, check_parameters, check_samples, check_targets
+
+
+def _kernel_array(a):
+    # The kernels are compiled for writeable C-contiguous arrays only; copying the
+    # rare other layouts keeps one compiled version per dtype and leaves the
+    # caller's array untouched.
+    if a.flags.c_contiguous and a.flags.writeable and a.flags.aligned:
+        return a
+    return np.array(a, order="C")
+
+
+def _pack(W, b, dtype):
+    """Sizes, and W^1, b^1, ..., W^L, b^L copied into one flat vector theta."""
+    sizes = np.array([W[0].shape[1]] + [w.shape[0] for w in W], dtype=np.int64)
+    theta = np.empty(sum(w.size + v.size for w, v in zip(W, b)), dtype=dtype)
+    offset = 0
+    for w, v in zip(W, b):
+        theta[offset : offset + w.size].reshape(w.shape)[...] = w
+        offset += w.size
+        theta[offset : offset + v.size] = v
+        offset += v.size
+    return sizes, theta
+
+
+def _unpack(flat, W, b):
+    """Views of `flat` (laid out like theta) shaped like W and b."""
+    dW, db = [], []
+    offset = 0
+    for w, v in zip(W, b):
+        dW.append(flat[offset : offset + w.size].reshape(w.shape))
+        offset += w.size
+        db.append(flat[offset : offset + v.size])
+        offset += v.size
+    return dW, db
+
+
+def _validated(W, b, X, Y, activations, backend):
+    check_backend(backend)
+    W, b, names, codes, dtype = check_parameters(W, b, activations)
+    X = check_samples(X, W[0].shape[1], dtype)
+    if Y is not None:
+        Y = check_targets(Y, W[-1].shape[0], X.shape[1], dtype)
+    return W, b, X, Y, names, codes, dtype
+
+
+def _loops_output(W, b, X, codes, dtype):
+    sizes, theta = _pack(W, b, dtype)
+    activations = kernels.forward_pass(theta, sizes, codes, _kernel_array(X))
+    n_L, m = sizes[-1], X.shape[1]
+    return activations[activations.size - n_L * m :].reshape(n_L, m)
+
+
+def forward(W, b, X, activations, *, backend="loops"):
+    """The network's output A^L for the inputs X.
+
+    Parameters
+    ----------
+    W : list or tuple of L 2-D arrays
+        ``W[l-1]`` is W^l, of shape (n^l, n^(l-1)). All parameters must share one
+        dtype, float32 or float64, which is the dtype of the whole computation.
+    b : list or tuple of L 1-D arrays
+        ``b[l-1]`` is b^l, of shape (n^l,).
+    X : (n^0, m) array
+        The inputs, one sample per column (A^0). It must have the parameters'
+        dtype; an integer or bool array is converted to it.
+    activations : sequence of L str
+        The name of g^l for each layer: one of ``loopbp.ACTIVATIONS``.
+    backend : {"loops", "einsum"}
+        The Numba loop kernels (default) or the NumPy einsum reference.
+
+    Returns
+    -------
+    A_L : (n^L, m) array
+        The output, in the parameters' dtype.
+    """
+    W, b, X, _, names, codes, dtype = _validated(W, b, X, None, activations, backend)
+    if backend == "einsum":
+        return einsum_reference.forward_pass(W, b, X, names)[-1]
+    return _loops_output(W, b, X, codes, dtype).copy()
+
+
+def error(W, b, X, Y, activations, *, backend="loops"):
+    """The error E = 1/(2m) sum_c sum_i (A^L_ic - Y_ic)^2.
+
+    Parameters
+    ----------
+    W : list or tuple of L 2-D arrays
+        ``W[l-1]`` is W^l, of shape (n^l, n^(l-1)). All parameters must share one
+        dtype, float32 or float64, which is the dtype of the whole computation.
+    b : list or tuple of L 1-D arrays
+        ``b[l-1]`` is b^l, of shape (n^l,).
+    X : (n^0, m) array
+        The inputs, one sample per column (A^0). It must have the parameters'
+        dtype; an integer or bool array is converted to it.
+    Y : (n^L, m) array
+        The targets, one sample per column, converted like X.
+    activations : sequence of L str
+        The name of g^l for each layer: one of ``loopbp.ACTIVATIONS``.
+    backend : {"loops", "einsum"}
+        The Numba loop kernels (default) or the NumPy einsum reference.
+
+    Returns
+    -------
+    E : float
+        Accumulated in float64 for either dtype, because it sums n^L m terms.
+    """
+    W, b, X, Y, names, codes, dtype = _validated(W, b, X, Y, activations, backend)
+    if backend == "einsum":
+        A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
+        return einsum_reference.error_from_output(A_L, Y)
+    A_L = _loops_output(W, b, X, codes, dtype)
+    return float(kernels.error_from_output(A_L, _kernel_array(Y)))
+
+
+def gradient(W, b, X, Y, activations, *, backend="loops"):
+    """The error E and its gradient with respect to every W^l and b^l.
+
+    Parameters
+    ----------
+    W : list or tuple of L 2-D arrays
+        ``W[l-1]`` is W^l, of shape (n^l, n^(l-1)). All parameters must share one
+        dtype, float32 or float64, which is the dtype of the whole computation.
+    b : list or tuple of L 1-D arrays
+        ``b[l-1]`` is b^l, of shape (n^l,).
+    X : (n^0, m) array
+        The inputs, one sample per column (A^0). It must have the parameters'
+        dtype; an integer or bool array is converted to it.
+    Y : (n^L, m) array
+        The targets, one sample per column, converted like X.
+    activations : sequence of L str
+        The name of g^l for each layer: one of ``loopbp.ACTIVATIONS``.
+    backend : {"loops", "einsum"}
+        The Numba loop kernels (default) or the NumPy einsum reference.
+
+    Returns
+    -------
+    E : float
+        The error, as in `error`.
+    dW : list of L arrays
+        ``dW[l-1]`` is dE/dW^l, shaped and typed like ``W[l-1]``.
+    db : list of L arrays
+        ``db[l-1]`` is dE/db^l, shaped and typed like ``b[l-1]``.
+
+    Examples
+    --------
+    >>> import numpy as np, loopbp
+    >>> net = loopbp.Network([2, 3, 1], ["sigmoid", "identity"], seed=0)
+    >>> X, Y = np.ones((2, 4)), np.zeros((1, 4))
+    >>> E, dW, db = loopbp.gradient(net.W, net.b, X, Y, net.activations)
+    >>> [g.shape for g in dW], [g.shape for g in db]
+    ([(3, 2), (1, 3)], [(3,), (1,)])
+    """
+    W, b, X, Y, names, codes, dtype = _validated(W, b, X, Y, activations, backend)
+    if backend == "einsum":
+        return einsum_reference.gradient(W, b, X, Y, names)
+    sizes, theta = _pack(W, b, dtype)
+    grad = np.empty_like(theta)
+    E = kernels.gradient_pass(theta, sizes, codes, _kernel_array(X), _kernel_array(Y), grad)
+    dW, db = _unpack(grad, W, b)
+    return float(E), dW, db

@@ -1,0 +1,44 @@
+"""The loop kernels against the einsum reference, over a flat table of cases."""
+
+import numpy as np
+import pytest
+from problems import DTYPES, PATTERNS, SHAPES, activations_for, make_problem
+
+import loopbp
+from loopbp.agreement import TOLERANCE, gradient_difference, relative_difference
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("name,sizes,m", SHAPES, ids=[s[0] for s in SHAPES])
+def test_loops_agree_with_einsum(name, sizes, m, pattern, dtype):
+    W, b, X, Y, acts = make_problem(sizes, m, activations_for(pattern, len(sizes) - 1), dtype)
+    tol = TOLERANCE[np.dtype(dtype)]
+
+    loops = loopbp.gradient(W, b, X, Y, acts, backend="loops")
+    einsum = loopbp.gradient(W, b, X, Y, acts, backend="einsum")
+    assert gradient_difference(loops, einsum) <= tol
+
+    E, dW, db = loops
+    assert isinstance(E, float) and np.isfinite(E)
+    for grads, params in ((dW, W), (db, b)):
+        assert [g.shape for g in grads] == [p.shape for p in params]
+        assert all(g.dtype == np.dtype(dtype) for g in grads)
+
+    A_loops = loopbp.forward(W, b, X, acts)
+    A_einsum = loopbp.forward(W, b, X, acts, backend="einsum")
+    assert A_loops.shape == (sizes[-1], m) and A_loops.dtype == np.dtype(dtype)
+    assert relative_difference(A_loops, A_einsum) <= tol
+    # error, forward and gradient tell one story: E from error() is E from gradient().
+    assert loopbp.error(W, b, X, Y, acts) == E
+    assert relative_difference(loopbp.error(W, b, X, Y, acts, backend="einsum"), E) <= tol
+
+
+def test_the_comparison_can_fail():
+    # The agreement measure must see a wrong gradient: scale one entry of dW by 1 + 1e-9.
+    W, b, X, Y, acts = make_problem((3, 4, 2), 9, ["tanh", "identity"])
+    E, dW, db = loopbp.gradient(W, b, X, Y, acts)
+    wrong = [g.copy() for g in dW]
+    wrong[0][1, 2] *= 1 + 1e-9
+    assert gradient_difference((E, dW, db), (E, dW, db)) == 0
+    assert gradient_difference((E, wrong, db), (E, dW, db)) > TOLERANCE[np.dtype(np.float64)]
