@@ -100,7 +100,7 @@ def _time_backend(net, X, Y, backend, repeat):
     return first, statistics.median(times), result
 
 
-def compare(args, out=sys.stdout):
+def compare(args):
     """Run ``loopbp compare`` for parsed `args`; return the exit status."""
     L = len(args.sizes) - 1
     activations = args.activations or ("sigmoid",) * (L - 1) + ("identity",)
@@ -128,19 +128,16 @@ def compare(args, out=sys.stdout):
     print(
         f"loopbp compare: sizes {','.join(map(str, args.sizes))}, m = {args.m}, {args.dtype}, "
         f"activations {','.join(activations)}, {gflop:.4g} GFLOP per gradient, median of {args.repeat}",
-        file=out,
     )
     print(
         f"{'backend':<8} {'first call':>12} {'median':>12} {'GFLOP/s':>9} {'vs einsum':>10} "
         f"{'max rel diff':>13}",
-        file=out,
     )
     for backend, (first, median, result) in rows.items():
         difference = gradient_difference(result, reference)
         print(
             f"{backend:<8} {first * 1e3:>10.3f}ms {median * 1e3:>10.3f}ms {gflop / median:>9.2f} "
             f"{rows['einsum'][1] / median:>9.2f}x {difference:>13.2e}",
-            file=out,
         )
     difference = gradient_difference(rows["loops"][2], reference)
     if difference > TOLERANCE[dtype]:

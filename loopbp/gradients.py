@@ -12,6 +12,17 @@ from . import einsum_reference, kernels
 from .validation import check_backend, check_parameters, check_samples, check_targets
 
 
+def _require_finite(what, dtype, *values):
+    # Finite inputs can still overflow (huge weights, identity layers); say so rather
+    # than hand back inf or NaN.
+    for v in values:
+        if not np.all(np.isfinite(v)):
+            raise ValueError(
+                f"the {what} overflowed in {dtype}: W, b, X or Y are too large in magnitude for this "
+                f"dtype, and the result is not finite"
+            )
+
+
 def _kernel_array(a):
     # The kernels are compiled for writeable C-contiguous arrays only; copying the
     # rare other layouts keeps one compiled version per dtype and leaves the
@@ -87,8 +98,12 @@ def forward(W, b, X, activations, *, backend="loops"):
     """
     W, b, X, _, names, codes, dtype = _validated(W, b, X, None, activations, backend)
     if backend == "einsum":
-        return einsum_reference.forward_pass(W, b, X, names)[-1]
-    return _loops_output(W, b, X, codes, dtype).copy()
+        with np.errstate(over="ignore", invalid="ignore"):
+            A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
+    else:
+        A_L = _loops_output(W, b, X, codes, dtype).copy()
+    _require_finite("forward pass", dtype, A_L)
+    return A_L
 
 
 def error(W, b, X, Y, activations, *, backend="loops"):
@@ -118,10 +133,13 @@ def error(W, b, X, Y, activations, *, backend="loops"):
     """
     W, b, X, Y, names, codes, dtype = _validated(W, b, X, Y, activations, backend)
     if backend == "einsum":
-        A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
-        return einsum_reference.error_from_output(A_L, Y)
-    A_L = _loops_output(W, b, X, codes, dtype)
-    return float(kernels.error_from_output(A_L, _kernel_array(Y)))
+        with np.errstate(over="ignore", invalid="ignore"):
+            A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
+            E = einsum_reference.error_from_output(A_L, Y)
+    else:
+        E = float(kernels.error_from_output(_loops_output(W, b, X, codes, dtype), _kernel_array(Y)))
+    _require_finite("error", dtype, E)
+    return E
 
 
 def gradient(W, b, X, Y, activations, *, backend="loops"):
@@ -164,9 +182,13 @@ def gradient(W, b, X, Y, activations, *, backend="loops"):
     """
     W, b, X, Y, names, codes, dtype = _validated(W, b, X, Y, activations, backend)
     if backend == "einsum":
-        return einsum_reference.gradient(W, b, X, Y, names)
+        with np.errstate(over="ignore", invalid="ignore"):
+            E, dW, db = einsum_reference.gradient(W, b, X, Y, names)
+        _require_finite("gradient", dtype, E, *dW, *db)
+        return E, dW, db
     sizes, theta = _pack(W, b, dtype)
     grad = np.empty_like(theta)
-    E = kernels.gradient_pass(theta, sizes, codes, _kernel_array(X), _kernel_array(Y), grad)
+    E = float(kernels.gradient_pass(theta, sizes, codes, _kernel_array(X), _kernel_array(Y), grad))
+    _require_finite("gradient", dtype, E, grad)
     dW, db = _unpack(grad, W, b)
-    return float(E), dW, db
+    return E, dW, db

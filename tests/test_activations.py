@@ -1,0 +1,117 @@
+"""Activations: stable sigmoid, ReLU'(0) = 0, the Numba rows against the NumPy versions,
+and float32 kernels that never compute in float64."""
+
+import re
+import warnings
+
+import numba
+import numpy as np
+import pytest
+
+import loopbp
+from loopbp import activations, kernels
+
+DTYPES = [np.float64, np.float32]
+
+
+def _numba_value(name, z):
+    row = z.copy()
+    activations.activate_row(activations.activation_code(name), row)
+    return row
+
+
+def _numba_derivative(name, a):
+    d = np.ones_like(a)
+    activations.multiply_by_derivative_row(activations.activation_code(name), a, d)
+    return d
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", loopbp.ACTIVATIONS)
+def test_numba_and_numpy_activations_agree(name, dtype):
+    z = np.concatenate([np.linspace(-30, 30, 601), [0.0, -0.0, 1e-30, -1e-30, 1e4, -1e4]]).astype(dtype)
+    a = activations.value(name, z)
+    assert a.dtype == np.dtype(dtype)
+    # The same formulas, but Numba's exp and tanh are LLVM's, not NumPy's: a few ulp.
+    ulp = np.finfo(dtype).eps
+    np.testing.assert_allclose(_numba_value(name, z), a, rtol=4 * ulp, atol=np.finfo(dtype).tiny)
+    np.testing.assert_allclose(
+        _numba_derivative(name, a), activations.derivative_from_value(name, a), rtol=4 * ulp
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_is_stable_for_large_arguments(dtype):
+    z = np.array([-1e4, -800.0, -100.0, 0.0, 100.0, 800.0, 1e4], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for a in (activations.value("sigmoid", z), _numba_value("sigmoid", z)):
+            assert np.all(np.isfinite(a)) and a.dtype == np.dtype(dtype)
+            assert a[0] == 0.0 and a[3] == 0.5 and a[-1] == 1.0
+            assert np.all(np.diff(a) >= 0)
+            d = activations.derivative_from_value("sigmoid", a)
+            assert np.all(np.isfinite(d)) and d[0] == 0.0 and d[3] == 0.25 and d[-1] == 0.0
+
+
+@pytest.mark.parametrize("backend", loopbp.BACKENDS)
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_saturated_network_gives_no_warning_and_no_nan(name, backend):
+    # Z^1 reaches +-1e4: the units saturate, g' underflows to 0, and nothing is NaN.
+    W = [np.array([[1e4], [-1e4]]), np.array([[1.0, 1.0]])]
+    b = [np.zeros(2), np.zeros(1)]
+    X = np.array([[1.0, -1.0, 0.5]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        E, dW, db = loopbp.gradient(W, b, X, np.zeros((1, 3)), [name, "identity"], backend=backend)
+    assert np.isfinite(E) and all(np.all(np.isfinite(g)) for g in dW + db)
+    assert np.all(dW[0] == 0.0)
+
+
+def test_relu_derivative_at_zero_is_zero():
+    z = np.array([-1.0, -0.0, 0.0, 1e-300, 1.0])
+    a = activations.value("relu", z)
+    expected = [0.0, 0.0, 0.0, 1.0, 1.0]
+    np.testing.assert_array_equal(activations.derivative_from_value("relu", a), expected)
+    np.testing.assert_array_equal(_numba_derivative("relu", _numba_value("relu", z)), expected)
+
+
+def test_unknown_activation_code_lookup():
+    assert [activations.activation_code(n) for n in loopbp.ACTIVATIONS] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="unknown activation 'Sigmoid'"):
+        activations.activation_code("Sigmoid")
+
+
+KERNELS = [
+    kernels.forward_layer,
+    kernels.delta_to_z,
+    kernels.weight_gradient,
+    kernels.bias_gradient,
+    kernels.hidden_delta,
+    activations.activate_row,
+    activations.multiply_by_derivative_row,
+]
+
+
+def test_float32_kernels_do_no_float64_arithmetic():
+    # Compile fresh, uncached copies of the kernels for float32 and read their LLVM IR:
+    # a float64 literal or a float64 temporary would show as fpext or double arithmetic.
+    # output_delta is left out on purpose: it accumulates E in float64 (see its docstring).
+    f32 = np.float32
+    W, A_prev, A, b = np.ones((3, 2), f32), np.ones((2, 4), f32), np.ones((3, 4), f32), np.ones(3, f32)
+    arguments = {
+        "forward_layer": (W, b, 1, A_prev, A),
+        "delta_to_z": (1, A, A.copy()),
+        "weight_gradient": (A, A_prev, np.ones((3, 2), f32)),
+        "bias_gradient": (A, b),
+        "hidden_delta": (W, A, A_prev),
+        "activate_row": (1, b),
+        "multiply_by_derivative_row": (1, b, b.copy()),
+    }
+    for kernel in KERNELS:
+        options = {k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython")}
+        fresh = numba.njit(**options)(kernel.py_func)
+        fresh(*arguments[kernel.__name__])
+        (ir,) = fresh.inspect_llvm().values()
+        assert "float" in ir, kernel.__name__
+        assert not re.search(r"fpext float .* to double", ir), kernel.__name__
+        assert not re.search(r"\b(fadd|fsub|fmul|fdiv)( \w+)* double\b", ir), kernel.__name__

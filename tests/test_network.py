@@ -1,0 +1,88 @@
+"""Network: initialisation, its methods, and its argument checks."""
+
+import numpy as np
+import pytest
+
+import loopbp
+
+
+def test_series_init_is_0_2_standard_normal():
+    net = loopbp.Network([3, 5, 2], ["sigmoid", "identity"], seed=7)
+    rng = np.random.default_rng(7)
+    # The series draws W^l then b^l, layer by layer, as 0.2 * N(0, 1).
+    for W, b in zip(net.W, net.b):
+        np.testing.assert_array_equal(W, 0.2 * rng.standard_normal(W.shape))
+        np.testing.assert_array_equal(b, 0.2 * rng.standard_normal(b.shape))
+    assert [W.shape for W in net.W] == [(5, 3), (2, 5)]
+    assert [b.shape for b in net.b] == [(5,), (2,)]
+    assert net.n_parameters == (3 + 1) * 5 + (5 + 1) * 2 == sum(a.size for a in net.W + net.b)
+
+
+@pytest.mark.parametrize("init,variance", [("glorot", lambda i, o: 2 / (i + o)), ("he", lambda i, o: 2 / i)])
+def test_scaled_inits(init, variance):
+    net = loopbp.Network([400, 300, 10], ["relu", "identity"], seed=1, init=init)
+    for W, b, (n_in, n_out) in zip(net.W, net.b, [(400, 300), (300, 10)]):
+        assert np.all(b == 0)
+        # The sample variance of n_in * n_out >= 3000 normal draws is within 10% of the
+        # intended variance (its relative standard error is sqrt(2 / 3000) < 3%).
+        assert abs(W.var() / variance(n_in, n_out) - 1) < 0.1
+
+
+def test_seed_reproduces_and_dtype_is_kept():
+    a = loopbp.Network([2, 3, 1], ["tanh", "identity"], seed=3, dtype=np.float32)
+    b = loopbp.Network([2, 3, 1], ["tanh", "identity"], seed=3, dtype="float32")
+    c = loopbp.Network([2, 3, 1], ["tanh", "identity"], seed=4, dtype=np.float32)
+    assert all(x.dtype == np.float32 for x in a.W + a.b)
+    assert all(np.array_equal(x, y) for x, y in zip(a.W + a.b, b.W + b.b))
+    assert not np.array_equal(a.W[0], c.W[0])
+    assert a.dtype == np.dtype(np.float32)
+    assert repr(a) == "Network(sizes=[2, 3, 1], activations=['tanh', 'identity'], dtype=np.float32)"
+
+
+@pytest.mark.parametrize("backend", loopbp.BACKENDS)
+def test_methods_call_the_functions(backend):
+    net = loopbp.Network([2, 4, 3], ["relu", "sigmoid"], seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((2, 6)), rng.standard_normal((3, 6))
+    E, dW, db = net.gradient(X, Y, backend=backend)
+    E2, dW2, db2 = loopbp.gradient(net.W, net.b, X, Y, net.activations, backend=backend)
+    assert E == E2 == net.error(X, Y, backend=backend)
+    assert all(np.array_equal(x, y) for x, y in zip(dW + db, dW2 + db2))
+    np.testing.assert_array_equal(
+        net.forward(X, backend=backend), loopbp.forward(net.W, net.b, X, net.activations)
+    )
+
+
+BAD_NETWORKS = [
+    ({"sizes": 3}, TypeError, "sizes must be a sequence"),
+    ({"sizes": [3]}, ValueError, "sizes must list at least n^0 and n^1"),
+    ({"sizes": [3, 0, 1]}, ValueError, "sizes[1] must be at least 1, got 0"),
+    ({"sizes": [3, 2.5, 1]}, TypeError, "sizes[1] must be an int, got float"),
+    ({"sizes": [3, True, 1]}, TypeError, "sizes[1] must be an int, got bool"),
+    ({"activations": "sigmoid"}, TypeError, "activations must be a sequence of 2 names"),
+    ({"activations": ["sigmoid"]}, ValueError, "activations must have one name per layer, L = 2"),
+    ({"activations": ["sigmoid", "softplus"]}, ValueError, "unknown activation 'softplus'"),
+    ({"dtype": np.int32}, TypeError, "dtype must be float32 or float64, got int32"),
+    ({"dtype": "half"}, TypeError, "dtype must be float32 or float64, got float16"),
+    ({"dtype": "nonsense"}, TypeError, "dtype must be float32 or float64, got 'nonsense'"),
+    ({"init": "xavier"}, ValueError, "init must be one of 'series', 'glorot', 'he', got 'xavier'"),
+]
+
+
+@pytest.mark.parametrize("change,exception,message", BAD_NETWORKS, ids=[c[2] for c in BAD_NETWORKS])
+def test_bad_network_arguments(change, exception, message):
+    arguments = {"sizes": [3, 4, 1], "activations": ["sigmoid", "identity"], **change}
+    sizes, activations = arguments.pop("sizes"), arguments.pop("activations")
+    with pytest.raises(exception) as info:
+        loopbp.Network(sizes, activations, **arguments)
+    assert message in str(info.value)
+
+
+def test_methods_validate_their_data():
+    net = loopbp.Network([2, 3, 1], ["sigmoid", "identity"], seed=0)
+    with pytest.raises(ValueError, match="X must have n\\^0 = 2 rows"):
+        net.forward(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="Y must have shape"):
+        net.gradient(np.ones((2, 4)), np.ones((1, 5)))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        net.error(np.ones((2, 4)), np.ones((1, 4)), backend="torch")
