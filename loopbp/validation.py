@@ -34,9 +34,13 @@ def _sequence(value, name):
 
 def _as_array(value, name):
     try:
-        return np.asarray(value)
+        a = np.asarray(value)
     except (ValueError, TypeError) as err:
         raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}: {err}") from None
+    if not a.dtype.isnative:
+        # Byte order is storage, not value: a big-endian float64 is still float64.
+        a = a.astype(a.dtype.newbyteorder("="))
+    return a
 
 
 def _check_kind(a, name, allow_integer):

@@ -217,6 +217,18 @@ def test_integer_and_bool_data_are_converted(kind, dtype):
     np.testing.assert_array_equal(dW[0], dW_float[0])
 
 
+def test_non_native_byte_order_is_accepted():
+    p = _problem()
+    swapped = {
+        k: [a.astype(a.dtype.newbyteorder(">" if np.little_endian else "<")) for a in p[k]] for k in "Wb"
+    }
+    X = p["X"].astype(p["X"].dtype.newbyteorder(">" if np.little_endian else "<"))
+    q = dict(p, X=X, **swapped)
+    assert not q["X"].dtype.isnative
+    E, dW, _ = _call(loopbp.gradient, q)
+    assert E == _call(loopbp.gradient, p)[0] and dW[0].dtype.isnative
+
+
 def test_nested_lists_are_accepted():
     p = _problem()
     q = dict(
