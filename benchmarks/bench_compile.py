@@ -1,0 +1,33 @@
+"""The first call in a fresh interpreter: compilation with an empty Numba cache, and the
+cache load with a warm one. Imports and data creation are in the untimed setup code."""
+
+_SETUP = """
+import os, subprocess, sys, tempfile
+{cache}
+import numpy as np
+import loopbp
+net = loopbp.Network((64, 128, 128, 10), ("sigmoid", "sigmoid", "identity"), dtype=np.{dtype}, seed=0)
+X = np.ones((64, 100), np.{dtype})
+Y = np.zeros((10, 100), np.{dtype})
+"""
+
+# A fresh, empty cache directory for every sample: the call compiles every kernel.
+_COLD = 'os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp()'
+
+# One call in another interpreter first, so that the cache is warm whatever ran before.
+_WARM = (
+    "subprocess.run([sys.executable, '-c', 'import numpy as np, loopbp; "
+    'net = loopbp.Network((3, 2), ("identity",), dtype=np.{dtype}); '
+    "net.gradient(np.ones((3, 1), np.{dtype}), np.ones((2, 1), np.{dtype}))'], check=True)"
+)
+
+
+class FirstCall:
+    params = (["cold", "warm"], ["float64", "float32"])
+    param_names = ["cache", "dtype"]
+    repeat = (3, 5, 120.0)
+    timeout = 600
+
+    def timeraw_first_gradient(self, cache, dtype):
+        prepare = _COLD if cache == "cold" else _WARM.format(dtype=dtype)
+        return "net.gradient(X, Y)", _SETUP.format(cache=prepare, dtype=dtype)

@@ -1,0 +1,127 @@
+"""Gradient and forward-pass time, peak memory and GFLOP/s on the reference cases.
+
+Pattern for honest timings (asv_runner 0.3): every class here has a ``setup`` that
+only looks up a prepared call (`common.prepared`, cached per process), so that data
+creation and Numba's compilation always happen in setup, which asv never times. With a
+setup, asv_runner 0.3 times each call on its own; each class therefore sets
+``number`` for its case explicitly, and asv re-runs the (trivial) setup between calls
+and adds up only the calls. A setup that does no work between calls keeps the caches
+as warm as a timeit loop would, so microsecond calls are not overstated.
+"""
+
+import statistics
+import time
+
+import numpy as np
+
+from . import common
+
+
+class _Gradient:
+    """Time, peak memory and GFLOP/s of one full gradient (forward pass, E, every dW and db)."""
+
+    params = (common.DTYPES, common.BACKENDS, common.THREADS)
+    param_names = ["dtype", "backend", "threads"]
+    case = None
+
+    def setup(self, dtype, backend, threads):
+        sizes, m = common.CASES[self.case]
+        self.run = common.prepared("gradient", sizes, m, dtype, backend, threads)
+
+    def time_gradient(self, dtype, backend, threads):
+        self.run()
+
+    def peakmem_gradient(self, dtype, backend, threads):
+        self.run()
+
+
+class GradientToy(_Gradient):
+    case = "toy"
+    number = 200
+
+
+class GradientSmall(_Gradient):
+    case = "small"
+    number = 5
+
+
+class GradientMnist(_Gradient):
+    case = "mnist"
+    number = 1
+
+
+class GradientWide(_Gradient):
+    """The wide case takes seconds per call: sampled less, one round."""
+
+    case = "wide"
+    number = 1
+    repeat = (1, 3, 60.0)
+    rounds = 1
+    timeout = 600
+
+
+class _Forward:
+    """Time of the forward pass alone, A^L from X."""
+
+    params = (common.DTYPES, common.BACKENDS)
+    param_names = ["dtype", "backend"]
+    case = None
+
+    def setup(self, dtype, backend):
+        sizes, m = common.CASES[self.case]
+        self.run = common.prepared("forward", sizes, m, dtype, backend)
+
+    def time_forward(self, dtype, backend):
+        self.run()
+
+
+class ForwardToy(_Forward):
+    case = "toy"
+    number = 200
+
+
+class ForwardSmall(_Forward):
+    case = "small"
+    number = 10
+
+
+class ForwardMnist(_Forward):
+    case = "mnist"
+    number = 1
+
+
+class GflopsLoops:
+    """GFLOP/s of the loop backend's gradient: the median of timed calls after a warm-up."""
+
+    params = (list(common.CASES), common.DTYPES)
+    param_names = ["case", "dtype"]
+    unit = "GFLOP/s"
+    timeout = 600
+
+    def track_gflops(self, case, dtype):
+        sizes, m = common.CASES[case]
+        run = common.prepared("gradient", sizes, m, dtype, "loops")
+        calls = {"toy": 2000, "small": 20, "mnist": 3, "wide": 1}[case]
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        return common.gflop(sizes, m) / statistics.median(times)
+
+
+class Control:
+    """A plain NumPy product of two 512 x 512 float64 matrices, through BLAS.
+
+    loopbp's code does not touch it: when it moves, the machine was slow or busy.
+    """
+
+    number = 20
+
+    def setup(self):
+        rng = np.random.default_rng(0)
+        self.a = rng.standard_normal((512, 512))
+        self.b = rng.standard_normal((512, 512))
+
+    def time_matmul_512(self):
+        self.a @ self.b

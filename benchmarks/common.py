@@ -1,0 +1,140 @@
+"""Seeded data and shared helpers for the asv suite.
+
+This module is only ever appended to: a change to an existing case or seed would
+silently change what every earlier result in the history measured.
+
+The benchmarks use only loopbp's public API (``Network``, ``gradient``, ``forward``),
+so that the same suite runs against every commit in the history.
+"""
+
+import functools
+
+import numba
+import numpy as np
+
+import loopbp
+
+#: The reference cases of shared/docs/performance-notes.md: (sizes n^0..n^L, m).
+CASES = {
+    "toy": ((2, 8, 8, 1), 100),
+    "small": ((64, 128, 128, 10), 1_000),
+    "mnist": ((784, 256, 128, 10), 10_000),
+    "wide": ((1024, 1024, 1024, 1024), 4_096),
+}
+
+DTYPES = ["float64", "float32"]
+
+#: loopbp's two backends and NumPy ``@``, the BLAS baseline.
+BACKENDS = ["loops", "einsum", "matmul"]
+
+#: Numba threads for the loop backend: one, or all that Numba was started with.
+THREADS = ["1", "all"]
+
+
+def activations(L):
+    """Sigmoid hidden layers and an identity output, as in the reference cases."""
+    return ("sigmoid",) * (L - 1) + ("identity",)
+
+
+@functools.cache
+def problem(sizes, m, dtype, seed=0):
+    """W, b, X, Y and activations for a network, from a seeded generator.
+
+    Parameters follow the series' 0.2 N(0, 1) initialisation; X and Y are N(0, 1).
+    """
+    net = loopbp.Network(sizes, activations(len(sizes) - 1), dtype=np.dtype(dtype), seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    X = rng.standard_normal((sizes[0], m)).astype(dtype)
+    Y = rng.standard_normal((sizes[-1], m)).astype(dtype)
+    return net.W, net.b, X, Y, net.activations
+
+
+def gflop(sizes, m):
+    """GFLOP in one gradient: 2 n^l n^(l-1) m for each of forward, dW and dA (no dA for l = 1)."""
+    return sum((3 if l > 1 else 2) * 2 * sizes[l] * sizes[l - 1] * m for l in range(1, len(sizes))) / 1e9
+
+
+# --- NumPy @, the BLAS baseline ----------------------------------------------------
+
+
+def _sigmoid(Z):
+    e = np.exp(-np.abs(Z))
+    return np.where(Z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _check_activations(acts):
+    unsupported = set(acts) - {"sigmoid", "identity"}
+    if unsupported:
+        raise ValueError(f"the @ baseline knows sigmoid and identity only, got {sorted(unsupported)}")
+
+
+def matmul_forward(W, b, X, acts):
+    """A^0..A^L with NumPy ``@``; sigmoid or identity layers only."""
+    _check_activations(acts)
+    A = [X]
+    for W_l, b_l, g in zip(W, b, acts):
+        Z = W_l @ A[-1] + b_l[:, None]
+        A.append(_sigmoid(Z) if g == "sigmoid" else Z)
+    return A
+
+
+def matmul_gradient(W, b, X, Y, acts):
+    """E, dW, db with NumPy ``@``, the matrix form of conventions.md."""
+    A = matmul_forward(W, b, X, acts)
+    L, m = len(W), X.shape[1]
+    R = A[L] - Y
+    E = float(np.sum(R.astype(np.float64) ** 2)) / (2 * m)
+    dW, db = [None] * L, [None] * L
+    dA = R / m
+    for l in range(L, 0, -1):
+        dZ = dA * (A[l] * (1 - A[l])) if acts[l - 1] == "sigmoid" else dA
+        dW[l - 1] = dZ @ A[l - 1].T
+        db[l - 1] = dZ.sum(axis=1)
+        if l > 1:
+            dA = W[l - 1].T @ dZ
+    return E, dW, db
+
+
+# --- prepared calls ------------------------------------------------------------------
+
+
+def set_threads(threads):
+    """Set Numba's thread count for the loop backend ("1" or "all")."""
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS if threads == "all" else int(threads))
+
+
+@functools.cache
+def prepared(kind, sizes, m, dtype, backend, threads="all"):
+    """A zero-argument callable that runs one gradient or forward pass.
+
+    It builds the data and makes one warm-up call, so that Numba's compilation (or
+    its cache load) and the data's creation happen here, outside any timed call.
+    Threads other than "all" exist for the loop backend only; for the others they
+    raise NotImplementedError, which asv reports as a skipped combination.
+    """
+    if backend != "loops" and threads != "all":
+        raise NotImplementedError("the thread count is a loop-backend parameter")
+    W, b, X, Y, acts = problem(sizes, m, dtype)
+    if backend == "loops":
+        set_threads(threads)
+    if kind == "gradient":
+        if backend == "matmul":
+
+            def run():
+                return matmul_gradient(W, b, X, Y, acts)
+        else:
+
+            def run():
+                return loopbp.gradient(W, b, X, Y, acts, backend=backend)
+    else:
+        if backend == "matmul":
+
+            def run():
+                return matmul_forward(W, b, X, acts)[-1]
+        else:
+
+            def run():
+                return loopbp.forward(W, b, X, acts, backend=backend)
+
+    run()
+    return run
