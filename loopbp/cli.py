@@ -53,6 +53,16 @@ def _positive(text):
     return value
 
 
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
 def _activations(text):
     names = tuple(text.split(","))
     for name in names:
@@ -84,7 +94,7 @@ def _parser():
     )
     compare.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     compare.add_argument("--repeat", type=_positive, default=20, help="timed calls per backend (default: 20)")
-    compare.add_argument("--seed", type=int, default=0, help="seeds the network and the data (default: 0)")
+    compare.add_argument("--seed", type=_seed, default=0, help="seeds the network and the data (default: 0)")
     return parser
 
 

@@ -81,6 +81,9 @@ class Network:
             raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        if seed is not None and not isinstance(seed, np.random.Generator):
+            if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+                raise TypeError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
         if init not in INITS:
             known = ", ".join(repr(k) for k in INITS)
             raise ValueError(f"init must be one of {known}, got {init!r}")

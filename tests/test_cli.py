@@ -40,6 +40,7 @@ def test_compare_exits_1_when_the_backends_disagree(monkeypatch, capsys):
         (["--m", "0"], "expected a positive integer"),
         (["--repeat", "many"], "expected a positive integer"),
         (["--dtype", "float16"], "invalid choice"),
+        (["--seed", "-3"], "expected a non-negative integer"),
         (["--activations", "sigmoid,softmax"], "unknown activation 'softmax'"),
     ],
 )

@@ -28,6 +28,12 @@ def test_scaled_inits(init, variance):
         assert abs(W.var() / variance(n_in, n_out) - 1) < 0.1
 
 
+def test_seed_may_be_a_generator():
+    a = loopbp.Network([2, 3], ["tanh"], seed=np.random.default_rng(5))
+    b = loopbp.Network([2, 3], ["tanh"], seed=5)
+    np.testing.assert_array_equal(a.W[0], b.W[0])
+
+
 def test_seed_reproduces_and_dtype_is_kept():
     a = loopbp.Network([2, 3, 1], ["tanh", "identity"], seed=3, dtype=np.float32)
     b = loopbp.Network([2, 3, 1], ["tanh", "identity"], seed=3, dtype="float32")
@@ -65,6 +71,9 @@ BAD_NETWORKS = [
     ({"dtype": np.int32}, TypeError, "dtype must be float32 or float64, got int32"),
     ({"dtype": "half"}, TypeError, "dtype must be float32 or float64, got float16"),
     ({"dtype": "nonsense"}, TypeError, "dtype must be float32 or float64, got 'nonsense'"),
+    ({"seed": -1}, TypeError, "seed must be None, a non-negative int or a numpy Generator, got -1"),
+    ({"seed": "abc"}, TypeError, "seed must be None, a non-negative int"),
+    ({"seed": 1.5}, TypeError, "seed must be None, a non-negative int"),
     ({"init": "xavier"}, ValueError, "init must be one of 'series', 'glorot', 'he', got 'xavier'"),
 ]
 
