@@ -104,11 +104,12 @@ def activate_row(code, z):
     m = z.shape[0]
     if code == SIGMOID:
         for c in range(m):
-            if z[c] >= zero:
-                z[c] = one / (one + math.exp(-z[c]))
-            else:
-                e = math.exp(z[c])
-                z[c] = e / (one + e)
+            # exp(-|z|) <= 1 cannot overflow; for z < 0 the equal form e^z / (1 + e^z)
+            # avoids 1 + e^{-z} = inf. Both sides are computed and one is selected,
+            # which avoids a mispredicted branch on the sign of z.
+            e = math.exp(-abs(z[c]))
+            s = one / (one + e)
+            z[c] = s if z[c] >= zero else e * s
     elif code == RELU:
         for c in range(m):
             if z[c] < zero:

@@ -8,7 +8,7 @@ and return the same things, and both validate their arguments first
 
 import numpy as np
 
-from . import einsum_reference, kernels
+from . import einsum_reference, kernels, tiled_kernels
 from .validation import check_backend, check_parameters, check_samples, check_targets
 
 
@@ -68,7 +68,7 @@ def _validated(W, b, X, Y, activations, backend):
 
 def _loops_output(W, b, X, codes, dtype):
     sizes, theta = _pack(W, b, dtype)
-    activations = kernels.forward_pass(theta, sizes, codes, _kernel_array(X))
+    activations = tiled_kernels.forward_pass(theta, sizes, codes, _kernel_array(X))
     n_L, m = sizes[-1], X.shape[1]
     return activations[activations.size - n_L * m :].reshape(n_L, m)
 
@@ -188,7 +188,7 @@ def gradient(W, b, X, Y, activations, *, backend="loops"):
         return E, dW, db
     sizes, theta = _pack(W, b, dtype)
     grad = np.empty_like(theta)
-    E = float(kernels.gradient_pass(theta, sizes, codes, _kernel_array(X), _kernel_array(Y), grad))
+    E = float(tiled_kernels.gradient_pass(theta, sizes, codes, _kernel_array(X), _kernel_array(Y), grad))
     _require_finite("gradient", dtype, E, grad)
     dW, db = _unpack(grad, W, b)
     return E, dW, db

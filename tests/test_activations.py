@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import loopbp
-from loopbp import activations, kernels
+from loopbp import activations, kernels, tiled_kernels
 
 DTYPES = [np.float64, np.float32]
 
@@ -89,6 +89,10 @@ KERNELS = [
     kernels.hidden_delta,
     activations.activate_row,
     activations.multiply_by_derivative_row,
+    tiled_kernels.forward_layer,
+    tiled_kernels.hidden_delta_to_z,
+    tiled_kernels._weight_gradient_chunk,
+    tiled_kernels._dot_rows,
 ]
 
 
@@ -106,11 +110,16 @@ def test_float32_kernels_do_no_float64_arithmetic():
         "hidden_delta": (W, A, A_prev),
         "activate_row": (1, b),
         "multiply_by_derivative_row": (1, b, b.copy()),
+        "hidden_delta_to_z": (W.T.copy(), A, 1, A_prev, A_prev.copy()),
+        "_weight_gradient_chunk": (A, A_prev, np.ones((3, 2), f32), 0, 4),
+        "_dot_rows": (A, A_prev, np.ones((3, 2), f32), 0, 4, True),
     }
     for kernel in KERNELS:
+        name = kernel.__name__
+        arguments["forward_layer"] = (W, b, 1, A_prev, A)
         options = {k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython")}
         fresh = numba.njit(**options)(kernel.py_func)
-        fresh(*arguments[kernel.__name__])
+        fresh(*arguments[name])
         (ir,) = fresh.inspect_llvm().values()
         assert "float" in ir, kernel.__name__
         assert not re.search(r"fpext float .* to double", ir), kernel.__name__

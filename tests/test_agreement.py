@@ -42,3 +42,29 @@ def test_the_comparison_can_fail():
     wrong[0][1, 2] *= 1 + 1e-9
     assert gradient_difference((E, dW, db), (E, dW, db)) == 0
     assert gradient_difference((E, wrong, db), (E, dW, db)) > TOLERANCE[np.dtype(np.float64)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name,sizes,m", SHAPES, ids=[s[0] for s in SHAPES])
+def test_tiled_kernels_agree_with_the_plain_loops(name, sizes, m, dtype):
+    # The plain kernels are the seed's loop nests as written: the second reference for
+    # the tiled kernels that the loops backend runs.
+    from loopbp import gradients, kernels, tiled_kernels
+    from loopbp.activations import activation_code
+
+    W, b, X, Y, acts = make_problem(sizes, m, activations_for("cycle", len(sizes) - 1), dtype)
+    sizes_array, theta = gradients._pack(W, b, np.dtype(dtype))
+    codes = np.array([activation_code(a) for a in acts], dtype=np.int64)
+    plain, tiled = np.empty_like(theta), np.empty_like(theta)
+    E_plain = kernels.gradient_pass(theta, sizes_array, codes, X, Y, plain)
+    E_tiled = tiled_kernels.gradient_pass(theta, sizes_array, codes, X, Y, tiled)
+    tol = TOLERANCE[np.dtype(dtype)]
+    assert relative_difference(E_tiled, E_plain) <= tol
+    for k in range(len(W)):
+        dW_plain, db_plain = gradients._unpack(plain, W, b)
+        dW_tiled, db_tiled = gradients._unpack(tiled, W, b)
+        assert relative_difference(dW_tiled[k], dW_plain[k]) <= tol
+        assert relative_difference(db_tiled[k], db_plain[k]) <= tol
+    A_plain = kernels.forward_pass(theta, sizes_array, codes, X)
+    A_tiled = tiled_kernels.forward_pass(theta, sizes_array, codes, X)
+    assert relative_difference(A_tiled, A_plain) <= tol

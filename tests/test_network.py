@@ -55,7 +55,7 @@ def test_methods_call_the_functions(backend):
     assert E == E2 == net.error(X, Y, backend=backend)
     assert all(np.array_equal(x, y) for x, y in zip(dW + db, dW2 + db2))
     np.testing.assert_array_equal(
-        net.forward(X, backend=backend), loopbp.forward(net.W, net.b, X, net.activations)
+        net.forward(X, backend=backend), loopbp.forward(net.W, net.b, X, net.activations, backend=backend)
     )
 
 

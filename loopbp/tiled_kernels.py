@@ -1,0 +1,265 @@
+r"""Register-tiled versions of the three contractions, and the drivers that use them.
+
+The plain kernels of ``loopbp.kernels`` are the seed's loop nests as written; this module
+computes the same three sums faster, and the plain ones stay as a second reference for the
+tests. The sums are those of ``loopbp.kernels``:
+
+.. math::
+
+    Z^l_{ic} = \sum_j W^l_{ij} A^{l-1}_{jc} + b^l_i,
+
+    \frac{\partial E}{\partial A^l_{ic}} = \sum_j \frac{\partial E}{\partial Z^{l+1}_{jc}} W^{l+1}_{ji},
+
+    \frac{\partial E}{\partial W^l_{ij}} = \sum_c \frac{\partial E}{\partial Z^l_{ic}} A^{l-1}_{jc}.
+
+Each is written as C[p, q] = sum_k P[p, k] Q[q, k], a dot product over an index k that is
+contiguous in memory in both operands (`_dot_rows`), so that the loop over k is a
+straight vectorisable sweep. Where the summed index is not contiguous (j in A^(l-1)_jc),
+a block of samples is first copied, transposed, into a small buffer ("packing"). Each tile
+of 4 x 2 outputs keeps its 8 accumulators in registers, so every loaded value feeds
+several multiply-adds; k runs in chunks of `K_CHUNK` so that a tile's rows stay in the
+L1 cache.
+
+Determinism: ``prange`` runs over blocks of an index the kernel writes (samples c for the
+forward pass and dE/dA, rows i for dE/dW), and the order of every sum depends on the
+shapes alone, never on the thread count. fastmath is limited to reassociation and
+contraction (FMA), which the vectorised sums need; no flag assumes finite values.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .activations import activate_row, multiply_by_derivative_row
+from .kernels import (
+    _activation_offsets,
+    _matrix,
+    _parameter_offsets,
+    _sum_in_order,
+    bias_gradient,
+    delta_to_z,
+    output_delta,
+)
+
+_FASTMATH = {"reassoc", "contract"}
+
+#: Samples per block in the forward pass and dE/dA: the packed block is C_BLOCK x n.
+C_BLOCK = 32
+#: Length of the chunks the summed index is cut into, so that a tile's rows fit in L1.
+K_CHUNK = 256
+#: Output rows per tile (P side) and columns per tile (Q side). 4 x 2 accumulators plus
+#: the six loaded rows fit the 16 vector registers of AVX2.
+TILE_P = 4
+TILE_Q = 2
+
+
+@njit(fastmath=_FASTMATH, cache=True)
+def _dot_rows(P, Q, C, k0, k1, accumulate):
+    r"""C[p, q] (+)= sum_{k0 <= k < k1} P[p, k] Q[q, k], in 4 x 2 tiles.
+
+    .. math:: C_{pq} \mathrel{+}= \sum_{k=k_0}^{k_1 - 1} P_{pk} Q_{qk}
+
+    With `accumulate` false, C is overwritten instead of added to.
+    """
+    n_p = P.shape[0]
+    n_q = Q.shape[0]
+    n_k = k1 - k0
+    zero = P.dtype.type(0)
+    for p in range(0, n_p, TILE_P):
+        if p + TILE_P <= n_p:
+            # Row views that start at k0 and a loop from 0: Numba then knows every
+            # index is non-negative and LLVM sees contiguous loads.
+            x0 = P[p, k0:k1]
+            x1 = P[p + 1, k0:k1]
+            x2 = P[p + 2, k0:k1]
+            x3 = P[p + 3, k0:k1]
+            for q in range(0, n_q - TILE_Q + 1, TILE_Q):
+                y0 = Q[q, k0:k1]
+                y1 = Q[q + 1, k0:k1]
+                a00 = a01 = a10 = a11 = a20 = a21 = a30 = a31 = zero
+                for k in range(n_k):
+                    a00 += x0[k] * y0[k]
+                    a01 += x0[k] * y1[k]
+                    a10 += x1[k] * y0[k]
+                    a11 += x1[k] * y1[k]
+                    a20 += x2[k] * y0[k]
+                    a21 += x2[k] * y1[k]
+                    a30 += x3[k] * y0[k]
+                    a31 += x3[k] * y1[k]
+                if not accumulate:
+                    C[p, q] = C[p, q + 1] = zero
+                    C[p + 1, q] = C[p + 1, q + 1] = zero
+                    C[p + 2, q] = C[p + 2, q + 1] = zero
+                    C[p + 3, q] = C[p + 3, q + 1] = zero
+                C[p, q] += a00
+                C[p, q + 1] += a01
+                C[p + 1, q] += a10
+                C[p + 1, q + 1] += a11
+                C[p + 2, q] += a20
+                C[p + 2, q + 1] += a21
+                C[p + 3, q] += a30
+                C[p + 3, q + 1] += a31
+            first_q = n_q - n_q % TILE_Q
+            first_p = p
+            last_p = p + TILE_P
+        else:
+            first_q = 0
+            first_p = p
+            last_p = n_p
+        # The edges that do not fill a tile: one dot product per output.
+        for r in range(first_p, last_p):
+            x = P[r, k0:k1]
+            for q in range(first_q, n_q):
+                y = Q[q, k0:k1]
+                s = zero
+                for k in range(n_k):
+                    s += x[k] * y[k]
+                if accumulate:
+                    C[r, q] += s
+                else:
+                    C[r, q] = s
+
+
+@njit(cache=True)
+def _pack_columns(A, c0, cn, packed):
+    """packed[s, j] = A[j, c0 + s] for s < cn: a block of samples with j contiguous."""
+    for j in range(A.shape[0]):
+        for s in range(cn):
+            packed[s, j] = A[j, c0 + s]
+
+
+@njit(cache=True)
+def _columns_block(W, A_prev, c0, cn, packed, out):
+    """out[i, c0:c0+cn] = sum_j W[i, j] A_prev[j, c0:c0+cn], through a packed block."""
+    _pack_columns(A_prev, c0, cn, packed)
+    n_in = W.shape[1]
+    block = packed[:cn]
+    target = out[:, c0 : c0 + cn]
+    for k0 in range(0, n_in, K_CHUNK):
+        _dot_rows(W, block, target, k0, min(k0 + K_CHUNK, n_in), k0 > 0)
+
+
+@njit(parallel=True, cache=True)
+def forward_layer(W, b, code, A_prev, A):
+    r"""Forward pass through layer l, tiled; the same result as ``kernels.forward_layer``.
+
+    .. math::
+
+        Z^l_{ic} = \sum_{j=1}^{n^{l-1}} W^l_{ij} A^{l-1}_{jc} + b^l_i,
+        \qquad A^l_{ic} = g^l(Z^l_{ic})
+
+    The bias and g are applied to each block of samples right after its sums, while the
+    block is still in cache.
+    """
+    n_out, n_in = W.shape
+    m = A.shape[1]
+    for block in prange((m + C_BLOCK - 1) // C_BLOCK):
+        c0 = block * C_BLOCK
+        cn = min(C_BLOCK, m - c0)
+        packed = np.empty((C_BLOCK, n_in), W.dtype)
+        _columns_block(W, A_prev, c0, cn, packed, A)
+        for i in range(n_out):
+            row = A[i, c0 : c0 + cn]
+            for s in range(cn):
+                row[s] += b[i]
+            activate_row(code, row)
+
+
+@njit(parallel=True, cache=True)
+def hidden_delta_to_z(W_next_T, dZ_next, code, A, dZ):
+    r"""dE/dZ^l for a hidden layer l < L, tiled: dE/dA^l, then the factor g^l'.
+
+    .. math::
+
+        \frac{\partial E}{\partial Z^l_{ic}}
+        = \Bigl(\sum_{j=1}^{n^{l+1}} \frac{\partial E}{\partial Z^{l+1}_{jc}} W^{l+1}_{ji}\Bigr)
+          {g^l}'(Z^l_{ic})
+
+    `W_next_T` is (W^(l+1))^T, copied so that j is contiguous.
+    """
+    n, n_next = W_next_T.shape
+    m = dZ.shape[1]
+    for block in prange((m + C_BLOCK - 1) // C_BLOCK):
+        c0 = block * C_BLOCK
+        cn = min(C_BLOCK, m - c0)
+        packed = np.empty((C_BLOCK, n_next), dZ.dtype)
+        _columns_block(W_next_T, dZ_next, c0, cn, packed, dZ)
+        for i in range(n):
+            multiply_by_derivative_row(code, A[i, c0 : c0 + cn], dZ[i, c0 : c0 + cn])
+
+
+@njit(parallel=True, cache=True)
+def _weight_gradient_chunk(dZ, A_prev, dW, k0, k1):
+    n_out = dZ.shape[0]
+    for block in prange((n_out + TILE_P - 1) // TILE_P):
+        i0 = block * TILE_P
+        i1 = min(i0 + TILE_P, n_out)
+        _dot_rows(dZ[i0:i1], A_prev, dW[i0:i1], k0, k1, k0 > 0)
+
+
+@njit(cache=True)
+def weight_gradient(dZ, A_prev, dW):
+    r"""dE/dW^l, tiled; the same sums as ``kernels.weight_gradient``.
+
+    .. math::
+
+        \frac{\partial E}{\partial W^l_{ij}} = \sum_{c=1}^m \frac{\partial E}{\partial Z^l_{ic}} A^{l-1}_{jc}
+
+    The samples run in chunks, the outer loop, so that both threads work on the same
+    chunk of A^(l-1) while it is in the shared cache; each chunk's sums are added to dW
+    in chunk order.
+    """
+    m = dZ.shape[1]
+    for k0 in range(0, m, K_CHUNK):
+        _weight_gradient_chunk(dZ, A_prev, dW, k0, min(k0 + K_CHUNK, m))
+
+
+@njit(cache=True)
+def forward_pass(theta, sizes, codes, X):
+    """As ``kernels.forward_pass``, with the tiled forward layer."""
+    L = sizes.shape[0] - 1
+    m = X.shape[1]
+    w_off, b_off = _parameter_offsets(sizes)
+    a_off, total = _activation_offsets(sizes, m)
+    activations = np.empty(total, theta.dtype)
+    A_prev = X
+    for l in range(1, L + 1):
+        W = _matrix(theta, w_off[l - 1], sizes[l], sizes[l - 1])
+        b = theta[b_off[l - 1] : b_off[l - 1] + sizes[l]]
+        A = _matrix(activations, a_off[l - 1], sizes[l], m)
+        forward_layer(W, b, codes[l - 1], A_prev, A)
+        A_prev = A
+    return activations
+
+
+@njit(cache=True)
+def gradient_pass(theta, sizes, codes, X, Y, grad):
+    """As ``kernels.gradient_pass``, with the tiled contractions."""
+    L = sizes.shape[0] - 1
+    m = X.shape[1]
+    w_off, b_off = _parameter_offsets(sizes)
+    a_off, _ = _activation_offsets(sizes, m)
+    activations = forward_pass(theta, sizes, codes, X)
+
+    widest = 0
+    for l in range(1, L + 1):
+        widest = max(widest, sizes[l])
+    deltas = np.empty((2, widest * m), theta.dtype)
+
+    row_squares = np.empty(sizes[L], np.float64)
+    delta = _matrix(deltas[0], 0, sizes[L], m)
+    A_L = _matrix(activations, a_off[L - 1], sizes[L], m)
+    output_delta(A_L, Y, delta, row_squares)
+    E = _sum_in_order(row_squares) / (2.0 * m)
+    delta_to_z(codes[L - 1], A_L, delta)
+
+    for l in range(L, 0, -1):
+        A_prev = _matrix(activations, a_off[l - 2], sizes[l - 1], m) if l > 1 else X
+        delta = _matrix(deltas[(L - l) % 2], 0, sizes[l], m)
+        weight_gradient(delta, A_prev, _matrix(grad, w_off[l - 1], sizes[l], sizes[l - 1]))
+        bias_gradient(delta, grad[b_off[l - 1] : b_off[l - 1] + sizes[l]])
+        if l > 1:
+            W_T = _matrix(theta, w_off[l - 1], sizes[l], sizes[l - 1]).T.copy()
+            hidden_delta_to_z(
+                W_T, delta, codes[l - 2], A_prev, _matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
+            )
+    return E
