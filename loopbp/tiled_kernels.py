@@ -45,11 +45,13 @@ _FASTMATH = {"reassoc", "contract"}
 #: Samples per block in the forward pass and dE/dA: the packed block is C_BLOCK x n.
 C_BLOCK = 32
 #: Length of the chunks the summed index is cut into, so that a tile's rows fit in L1.
-K_CHUNK = 256
+K_CHUNK = 512
 #: Output rows per tile (P side) and columns per tile (Q side). 4 x 2 accumulators plus
 #: the six loaded rows fit the 16 vector registers of AVX2.
 TILE_P = 4
 TILE_Q = 2
+#: Rows per block on each side of the weight gradient.
+ROW_BLOCK = 32
 
 
 @njit(fastmath=_FASTMATH, cache=True)
@@ -189,11 +191,16 @@ def hidden_delta_to_z(W_next_T, dZ_next, code, A, dZ):
 
 @njit(parallel=True, cache=True)
 def _weight_gradient_chunk(dZ, A_prev, dW, k0, k1):
+    # Square blocks of ROW_BLOCK rows on both sides keep the rows a tile streams through
+    # in L2, instead of sweeping all of A^(l-1) for every 4 rows of dZ^l.
     n_out = dZ.shape[0]
-    for block in prange((n_out + TILE_P - 1) // TILE_P):
-        i0 = block * TILE_P
-        i1 = min(i0 + TILE_P, n_out)
-        _dot_rows(dZ[i0:i1], A_prev, dW[i0:i1], k0, k1, k0 > 0)
+    n_in = A_prev.shape[0]
+    for block in prange((n_out + ROW_BLOCK - 1) // ROW_BLOCK):
+        i0 = block * ROW_BLOCK
+        i1 = min(i0 + ROW_BLOCK, n_out)
+        for j0 in range(0, n_in, ROW_BLOCK):
+            j1 = min(j0 + ROW_BLOCK, n_in)
+            _dot_rows(dZ[i0:i1], A_prev[j0:j1], dW[i0:i1, j0:j1], k0, k1, k0 > 0)
 
 
 @njit(cache=True)
