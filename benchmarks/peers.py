@@ -1,0 +1,200 @@
+"""Time one full gradient with loopbp's loops and einsum, NumPy ``@``, PyTorch and JAX.
+
+Usage::
+
+    python benchmarks/peers.py                       # every case and dtype, every system installed
+    python benchmarks/peers.py --cases toy,small --dtypes float64 --repeat 7
+
+Each (system, case, dtype) runs in a process of its own, because Numba's OpenMP threads
+keep spinning after a parallel region and slow BLAS in the same process. In each
+process the first call (compilation, tracing, caches) is timed on its own and left out
+of the samples; each sample times a batch of calls long enough to be measured well, and
+the table gives the median per call. Every system's gradient is also compared with the
+einsum reference, so the table shows that they computed the same thing.
+
+PyTorch (CPU autograd) and JAX (CPU, jit of value_and_grad) are optional: a system that
+is not installed is left out of the table.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import common  # noqa: E402  (benchmarks/common.py: the seeded reference cases)
+
+SYSTEMS = ["loops", "einsum", "numpy", "torch", "jax"]
+PEERS = ["numpy", "einsum", "torch", "jax"]
+
+
+def _gradient_function(system, W, b, X, Y, acts, dtype):
+    """A zero-argument function that returns (E, dW, db) as NumPy values."""
+    import loopbp
+
+    if system in ("loops", "einsum"):
+        return lambda: loopbp.gradient(W, b, X, Y, acts, backend=system)
+    if system == "numpy":
+        return lambda: common.matmul_gradient(W, b, X, Y, acts)
+    if system == "torch":
+        import torch
+
+        Wt = [torch.from_numpy(w.copy()).requires_grad_() for w in W]
+        bt = [torch.from_numpy(v.copy()).requires_grad_() for v in b]
+        Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+        m = X.shape[1]
+
+        def run():
+            A = Xt
+            for w, v, g in zip(Wt, bt, acts):
+                Z = w @ A + v[:, None]
+                A = torch.sigmoid(Z) if g == "sigmoid" else Z
+            # E = 1/(2m) sum (A - Y)^2 (MSELoss would divide by m n^L and drop the 1/2).
+            E = ((A - Yt) ** 2).sum() / (2 * m)
+            grads = torch.autograd.grad(E, Wt + bt)
+            return E.item(), [g.numpy() for g in grads[: len(Wt)]], [g.numpy() for g in grads[len(Wt) :]]
+
+        return run
+    if system == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", dtype == "float64")
+        import jax.numpy as jnp
+
+        m = X.shape[1]
+
+        def loss(params, X, Y):
+            A = X
+            for (w, v), g in zip(params, acts):
+                Z = w @ A + v[:, None]
+                A = jax.nn.sigmoid(Z) if g == "sigmoid" else Z
+            return jnp.sum((A - Y) ** 2) / (2 * m)
+
+        step = jax.jit(jax.value_and_grad(loss))
+        params = [(jnp.asarray(w), jnp.asarray(v)) for w, v in zip(W, b)]
+        Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+
+        def run():
+            E, grads = step(params, Xj, Yj)
+            E = jax.block_until_ready(E)
+            return float(E), [np.asarray(g[0]) for g in grads], [np.asarray(g[1]) for g in grads]
+
+        return run
+    raise ValueError(f"unknown system {system!r}")
+
+
+def worker(system, case, dtype, repeat):
+    """Time `system` on `case` in this process and print one JSON line."""
+    sizes, m = common.CASES[case]
+    W, b, X, Y, acts = common.problem(sizes, m, dtype)
+    run = _gradient_function(system, W, b, X, Y, acts, dtype)
+    start = time.perf_counter()
+    result = run()
+    first = time.perf_counter() - start
+    run()
+    # Enough calls per sample that each sample lasts about 0.2 s (at least one call).
+    start = time.perf_counter()
+    run()
+    once = time.perf_counter() - start
+    number = max(1, int(0.2 / max(once, 1e-7)))
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            run()
+        samples.append((time.perf_counter() - start) / number)
+
+    import loopbp
+    from loopbp.agreement import gradient_difference
+
+    reference = loopbp.gradient(W, b, X, Y, acts, backend="einsum")
+    difference = gradient_difference(result, reference)
+    print(
+        json.dumps(
+            {"median": statistics.median(samples), "first": first, "number": number, "diff": difference}
+        )
+    )
+
+
+def _installed(system):
+    if system in ("torch", "jax"):
+        import importlib.util
+
+        return importlib.util.find_spec(system) is not None
+    return True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(common.CASES), help="comma-separated (default: all four)")
+    parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--repeat", type=int, default=7, help="samples per system (default: 7)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--worker", nargs=3, metavar=("SYSTEM", "CASE", "DTYPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(*args.worker, args.repeat)
+        return 0
+
+    systems = [s for s in args.systems.split(",") if _installed(s)]
+    rows = []
+    for case in args.cases.split(","):
+        for dtype in args.dtypes.split(","):
+            times = {}
+            for system in systems:
+                out = subprocess.run(
+                    [sys.executable, __file__, "--worker", system, case, dtype, "--repeat", str(args.repeat)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if out.returncode != 0:
+                    print(f"{system} {case} {dtype} failed:\n{out.stderr}", file=sys.stderr)
+                    continue
+                times[system] = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append((case, dtype, times))
+
+    if args.json:
+        print(json.dumps([{"case": c, "dtype": d, "results": t} for c, d, t in rows], indent=1))
+        return 0
+    print(
+        f"loopbp peers, {datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores, "
+        f"median of {args.repeat} samples per system, each system in its own process"
+    )
+    header = f"{'case':<6} {'dtype':<8} " + " ".join(f"{s:>10}" for s in systems)
+    print(header + f" {'GFLOP/s':>8} {'loops vs fastest peer':>22}")
+    for case, dtype, times in rows:
+        sizes, m = common.CASES[case]
+        cells = " ".join(f"{_ms(times[s]['median']) if s in times else 'n/a':>10}" for s in systems)
+        peers = {s: t["median"] for s, t in times.items() if s in PEERS}
+        line = f"{case:<6} {dtype:<8} {cells}"
+        if "loops" in times and peers:
+            fastest = min(peers, key=peers.get)
+            loops = times["loops"]["median"]
+            line += f" {common.gflop(sizes, m) / loops:>8.1f} {peers[fastest] / loops:>8.2f}x ({fastest})"
+        print(line)
+    print("\nfirst call (compile, trace or cache load), and the largest relative difference from einsum:")
+    for case, dtype, times in rows:
+        print(
+            f"{case:<6} {dtype:<8} "
+            + "  ".join(f"{s} {_ms(t['first'])} {t['diff']:.0e}" for s, t in times.items())
+        )
+    return 0
+
+
+def _ms(seconds):
+    return f"{seconds * 1e3:.3f}ms" if seconds < 0.1 else f"{seconds * 1e3:.0f}ms"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
