@@ -124,3 +124,18 @@ def test_float32_kernels_do_no_float64_arithmetic():
         assert "float" in ir, kernel.__name__
         assert not re.search(r"fpext float .* to double", ir), kernel.__name__
         assert not re.search(r"\b(fadd|fsub|fmul|fdiv)( \w+)* double\b", ir), kernel.__name__
+
+
+def test_a_new_combination_of_activations_compiles_nothing_new():
+    # Activations reach the kernels as integer codes (data), so the compiled versions
+    # depend on the dtype alone.
+    rng = np.random.default_rng(0)
+    W = [rng.standard_normal((3, 2)), rng.standard_normal((2, 3))]
+    b = [np.zeros(3), np.zeros(2)]
+    X, Y = rng.standard_normal((2, 5)), rng.standard_normal((2, 5))
+    loopbp.gradient(W, b, X, Y, ["sigmoid", "identity"])
+    dispatchers = [tiled_kernels.gradient_pass, tiled_kernels.forward_layer, tiled_kernels.hidden_delta_to_z]
+    before = [len(d.signatures) for d in dispatchers]
+    for combination in (["tanh", "relu"], ["relu", "sigmoid"], ["identity", "tanh"]):
+        loopbp.gradient(W, b, X, Y, combination)
+    assert [len(d.signatures) for d in dispatchers] == before
