@@ -1,6 +1,6 @@
 """The public functions: forward pass, error and gradient, by backend.
 
-``backend="loops"`` (the default) runs the Numba loop kernels of ``loopbp.kernels``;
+``backend="loops"`` (the default) runs the Numba loop kernels (``loopbp.passes``);
 ``backend="einsum"`` runs the NumPy reference of ``loopbp.einsum_reference``. Both take
 and return the same things, and both validate their arguments first
 (``loopbp.validation``).
@@ -8,7 +8,7 @@ and return the same things, and both validate their arguments first
 
 import numpy as np
 
-from . import einsum_reference, kernels, tiled_kernels
+from . import einsum_reference, passes
 from .validation import check_backend, check_parameters, check_samples, check_targets
 
 
@@ -68,7 +68,7 @@ def _validated(W, b, X, Y, activations, backend):
 
 def _loops_output(W, b, X, codes, dtype):
     sizes, theta = _pack(W, b, dtype)
-    activations = tiled_kernels.forward_pass(theta, sizes, codes, _kernel_array(X))
+    activations = passes.forward_pass(theta, sizes, codes, _kernel_array(X), True)
     n_L, m = sizes[-1], X.shape[1]
     return activations[activations.size - n_L * m :].reshape(n_L, m)
 
@@ -137,7 +137,7 @@ def error(W, b, X, Y, activations, *, backend="loops"):
             A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
             E = einsum_reference.error_from_output(A_L, Y)
     else:
-        E = float(kernels.error_from_output(_loops_output(W, b, X, codes, dtype), _kernel_array(Y)))
+        E = float(passes.error_from_output(_loops_output(W, b, X, codes, dtype), _kernel_array(Y)))
     _require_finite("error", dtype, E)
     return E
 
@@ -188,7 +188,7 @@ def gradient(W, b, X, Y, activations, *, backend="loops"):
         return E, dW, db
     sizes, theta = _pack(W, b, dtype)
     grad = np.empty_like(theta)
-    E = float(tiled_kernels.gradient_pass(theta, sizes, codes, _kernel_array(X), _kernel_array(Y), grad))
+    E = float(passes.gradient_pass(theta, sizes, codes, _kernel_array(X), _kernel_array(Y), grad, True))
     _require_finite("gradient", dtype, E, grad)
     dW, db = _unpack(grad, W, b)
     return E, dW, db

@@ -30,15 +30,6 @@ import numpy as np
 from numba import njit, prange
 
 from .activations import activate_row, multiply_by_derivative_row
-from .kernels import (
-    _activation_offsets,
-    _matrix,
-    _parameter_offsets,
-    _sum_in_order,
-    bias_gradient,
-    delta_to_z,
-    output_delta,
-)
 
 _FASTMATH = {"reassoc", "contract"}
 
@@ -218,55 +209,3 @@ def weight_gradient(dZ, A_prev, dW):
     m = dZ.shape[1]
     for k0 in range(0, m, K_CHUNK):
         _weight_gradient_chunk(dZ, A_prev, dW, k0, min(k0 + K_CHUNK, m))
-
-
-@njit(cache=True)
-def forward_pass(theta, sizes, codes, X):
-    """As ``kernels.forward_pass``, with the tiled forward layer."""
-    L = sizes.shape[0] - 1
-    m = X.shape[1]
-    w_off, b_off = _parameter_offsets(sizes)
-    a_off, total = _activation_offsets(sizes, m)
-    activations = np.empty(total, theta.dtype)
-    A_prev = X
-    for l in range(1, L + 1):
-        W = _matrix(theta, w_off[l - 1], sizes[l], sizes[l - 1])
-        b = theta[b_off[l - 1] : b_off[l - 1] + sizes[l]]
-        A = _matrix(activations, a_off[l - 1], sizes[l], m)
-        forward_layer(W, b, codes[l - 1], A_prev, A)
-        A_prev = A
-    return activations
-
-
-@njit(cache=True)
-def gradient_pass(theta, sizes, codes, X, Y, grad):
-    """As ``kernels.gradient_pass``, with the tiled contractions."""
-    L = sizes.shape[0] - 1
-    m = X.shape[1]
-    w_off, b_off = _parameter_offsets(sizes)
-    a_off, _ = _activation_offsets(sizes, m)
-    activations = forward_pass(theta, sizes, codes, X)
-
-    widest = 0
-    for l in range(1, L + 1):
-        widest = max(widest, sizes[l])
-    deltas = np.empty((2, widest * m), theta.dtype)
-
-    row_squares = np.empty(sizes[L], np.float64)
-    delta = _matrix(deltas[0], 0, sizes[L], m)
-    A_L = _matrix(activations, a_off[L - 1], sizes[L], m)
-    output_delta(A_L, Y, delta, row_squares)
-    E = _sum_in_order(row_squares) / (2.0 * m)
-    delta_to_z(codes[L - 1], A_L, delta)
-
-    for l in range(L, 0, -1):
-        A_prev = _matrix(activations, a_off[l - 2], sizes[l - 1], m) if l > 1 else X
-        delta = _matrix(deltas[(L - l) % 2], 0, sizes[l], m)
-        weight_gradient(delta, A_prev, _matrix(grad, w_off[l - 1], sizes[l], sizes[l - 1]))
-        bias_gradient(delta, grad[b_off[l - 1] : b_off[l - 1] + sizes[l]])
-        if l > 1:
-            W_T = _matrix(theta, w_off[l - 1], sizes[l], sizes[l - 1]).T.copy()
-            hidden_delta_to_z(
-                W_T, delta, codes[l - 2], A_prev, _matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
-            )
-    return E

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import loopbp
-from loopbp import activations, kernels, tiled_kernels
+from loopbp import activations, kernels, passes, tiled_kernels
 
 DTYPES = [np.float64, np.float32]
 
@@ -134,7 +134,7 @@ def test_a_new_combination_of_activations_compiles_nothing_new():
     b = [np.zeros(3), np.zeros(2)]
     X, Y = rng.standard_normal((2, 5)), rng.standard_normal((2, 5))
     loopbp.gradient(W, b, X, Y, ["sigmoid", "identity"])
-    dispatchers = [tiled_kernels.gradient_pass, tiled_kernels.forward_layer, tiled_kernels.hidden_delta_to_z]
+    dispatchers = [passes.gradient_pass, tiled_kernels.forward_layer, tiled_kernels.hidden_delta_to_z]
     before = [len(d.signatures) for d in dispatchers]
     for combination in (["tanh", "relu"], ["relu", "sigmoid"], ["identity", "tanh"]):
         loopbp.gradient(W, b, X, Y, combination)

@@ -49,15 +49,15 @@ def test_the_comparison_can_fail():
 def test_tiled_kernels_agree_with_the_plain_loops(name, sizes, m, dtype):
     # The plain kernels are the seed's loop nests as written: the second reference for
     # the tiled kernels that the loops backend runs.
-    from loopbp import gradients, kernels, tiled_kernels
+    from loopbp import gradients, passes
     from loopbp.activations import activation_code
 
     W, b, X, Y, acts = make_problem(sizes, m, activations_for("cycle", len(sizes) - 1), dtype)
     sizes_array, theta = gradients._pack(W, b, np.dtype(dtype))
     codes = np.array([activation_code(a) for a in acts], dtype=np.int64)
     plain, tiled = np.empty_like(theta), np.empty_like(theta)
-    E_plain = kernels.gradient_pass(theta, sizes_array, codes, X, Y, plain)
-    E_tiled = tiled_kernels.gradient_pass(theta, sizes_array, codes, X, Y, tiled)
+    E_plain = passes.gradient_pass(theta, sizes_array, codes, X, Y, plain, False)
+    E_tiled = passes.gradient_pass(theta, sizes_array, codes, X, Y, tiled, True)
     tol = TOLERANCE[np.dtype(dtype)]
     assert relative_difference(E_tiled, E_plain) <= tol
     for k in range(len(W)):
@@ -65,6 +65,6 @@ def test_tiled_kernels_agree_with_the_plain_loops(name, sizes, m, dtype):
         dW_tiled, db_tiled = gradients._unpack(tiled, W, b)
         assert relative_difference(dW_tiled[k], dW_plain[k]) <= tol
         assert relative_difference(db_tiled[k], db_plain[k]) <= tol
-    A_plain = kernels.forward_pass(theta, sizes_array, codes, X)
-    A_tiled = tiled_kernels.forward_pass(theta, sizes_array, codes, X)
+    A_plain = passes.forward_pass(theta, sizes_array, codes, X, False)
+    A_tiled = passes.forward_pass(theta, sizes_array, codes, X, True)
     assert relative_difference(A_tiled, A_plain) <= tol
