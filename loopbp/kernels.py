@@ -58,7 +58,7 @@ def forward_layer(W, b, code, A_prev, A):
 
 
 @njit(parallel=True, cache=True)
-def output_delta(A, Y, dA, row_squares):
+def output_delta(A, Y, dA, row_squares, parallel=True):
     r"""dE/dA^L and the terms of E.
 
     .. math::
@@ -79,20 +79,33 @@ def output_delta(A, Y, dA, row_squares):
         Output, sum_c (A^L_ic - Y_ic)^2 for each i. The caller sums these in a fixed
         order, so E does not depend on the thread count. They are accumulated in
         float64, whatever the dtype, because E sums n^L m terms.
+    parallel : bool
+        Split the rows among threads (True), or run them in this thread: a tiny
+        network's whole gradient costs less than starting a parallel region.
     """
-    n, m = A.shape
-    m_t = A.dtype.type(m)
-    for i in prange(n):
-        s = 0.0
-        for c in range(m):
-            r = A[i, c] - Y[i, c]
-            dA[i, c] = r / m_t
-            s += np.float64(r) * np.float64(r)
-        row_squares[i] = s
+    n = A.shape[0]
+    if parallel:
+        for i in prange(n):
+            row_squares[i] = _output_delta_row(A[i], Y[i], dA[i])
+    else:
+        for i in range(n):
+            row_squares[i] = _output_delta_row(A[i], Y[i], dA[i])
+
+
+@njit(cache=True)
+def _output_delta_row(a, y, d):
+    # One row i of output_delta; returns sum_c (a_c - y_c)^2 in float64.
+    m_t = a.dtype.type(a.shape[0])
+    s = 0.0
+    for c in range(a.shape[0]):
+        r = a[c] - y[c]
+        d[c] = r / m_t
+        s += np.float64(r) * np.float64(r)
+    return s
 
 
 @njit(parallel=True, cache=True)
-def delta_to_z(code, A, delta):
+def delta_to_z(code, A, delta, parallel=True):
     r"""Turn dE/dA^l into dE/dZ^l in place.
 
     .. math::
@@ -108,10 +121,16 @@ def delta_to_z(code, A, delta):
         A^l, from which g^l' is computed.
     delta : (n^l, m) array
         dE/dA^l on entry, dE/dZ^l on return.
+    parallel : bool
+        As in `output_delta`.
     """
     n = A.shape[0]
-    for i in prange(n):
-        multiply_by_derivative_row(code, A[i], delta[i])
+    if parallel:
+        for i in prange(n):
+            multiply_by_derivative_row(code, A[i], delta[i])
+    else:
+        for i in range(n):
+            multiply_by_derivative_row(code, A[i], delta[i])
 
 
 @njit(parallel=True, cache=True)
@@ -143,7 +162,7 @@ def weight_gradient(dZ, A_prev, dW):
 
 
 @njit(parallel=True, cache=True)
-def bias_gradient(dZ, db):
+def bias_gradient(dZ, db, parallel=True):
     r"""dE/db^l.
 
     .. math::
@@ -156,14 +175,24 @@ def bias_gradient(dZ, db):
         dE/dZ^l.
     db : (n^l,) array
         Output.
+    parallel : bool
+        As in `output_delta`.
     """
-    n, m = dZ.shape
-    zero = dZ.dtype.type(0)
-    for i in prange(n):
-        s = zero
-        for c in range(m):
-            s += dZ[i, c]
-        db[i] = s
+    n = dZ.shape[0]
+    if parallel:
+        for i in prange(n):
+            db[i] = _row_sum(dZ[i])
+    else:
+        for i in range(n):
+            db[i] = _row_sum(dZ[i])
+
+
+@njit(cache=True)
+def _row_sum(row):
+    s = row.dtype.type(0)
+    for c in range(row.shape[0]):
+        s += row[c]
+    return s
 
 
 @njit(parallel=True, cache=True)

@@ -23,6 +23,11 @@ from numba import njit
 
 from . import kernels, tiled_kernels
 
+#: Below this many multiply-adds per gradient the tiled path runs in the calling thread:
+#: starting a parallel region costs about 3 us here, and a tiny network's gradient takes
+#: about a dozen of them. Serial and parallel runs give bitwise the same result.
+SERIAL_BELOW = 250_000
+
 
 @njit(cache=True)
 def _matrix(buffer, offset, rows, cols):
@@ -67,6 +72,15 @@ def _sum_in_order(values):
 
 
 @njit(cache=True)
+def _worth_threads(sizes, m):
+    """Whether the network is big enough for parallel regions to pay (see SERIAL_BELOW)."""
+    work = 0
+    for l in range(1, sizes.shape[0]):
+        work += sizes[l] * sizes[l - 1] * m
+    return work >= SERIAL_BELOW
+
+
+@njit(cache=True)
 def forward_pass(theta, sizes, codes, X, tiled):
     """Run the forward pass for l = 1..L.
 
@@ -93,13 +107,14 @@ def forward_pass(theta, sizes, codes, X, tiled):
     w_off, b_off = _parameter_offsets(sizes)
     a_off, total = _activation_offsets(sizes, m)
     activations = np.empty(total, theta.dtype)
+    parallel = _worth_threads(sizes, m)
     A_prev = X
     for l in range(1, L + 1):
         W = _matrix(theta, w_off[l - 1], sizes[l], sizes[l - 1])
         b = theta[b_off[l - 1] : b_off[l - 1] + sizes[l]]
         A = _matrix(activations, a_off[l - 1], sizes[l], m)
         if tiled:
-            tiled_kernels.forward_layer(W, b, codes[l - 1], A_prev, A)
+            tiled_kernels.forward_layer(W, b, codes[l - 1], A_prev, A, parallel)
         else:
             kernels.forward_layer(W, b, codes[l - 1], A_prev, A)
         A_prev = A
@@ -139,6 +154,7 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, tiled):
     w_off, b_off = _parameter_offsets(sizes)
     a_off, _ = _activation_offsets(sizes, m)
     activations = forward_pass(theta, sizes, codes, X, tiled)
+    parallel = _worth_threads(sizes, m)
 
     widest = 0
     for l in range(1, L + 1):
@@ -149,9 +165,9 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, tiled):
     row_squares = np.empty(sizes[L], np.float64)
     delta = _matrix(deltas[0], 0, sizes[L], m)
     A_L = _matrix(activations, a_off[L - 1], sizes[L], m)
-    kernels.output_delta(A_L, Y, delta, row_squares)
+    kernels.output_delta(A_L, Y, delta, row_squares, parallel)
     E = _sum_in_order(row_squares) / (2.0 * m)
-    kernels.delta_to_z(codes[L - 1], A_L, delta)
+    kernels.delta_to_z(codes[L - 1], A_L, delta, parallel)
 
     for l in range(L, 0, -1):
         # delta holds dE/dZ^l; the other buffer receives dE/dZ^(l-1).
@@ -159,16 +175,16 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, tiled):
         delta = _matrix(deltas[(L - l) % 2], 0, sizes[l], m)
         dW = _matrix(grad, w_off[l - 1], sizes[l], sizes[l - 1])
         if tiled:
-            tiled_kernels.weight_gradient(delta, A_prev, dW)
+            tiled_kernels.weight_gradient(delta, A_prev, dW, parallel)
         else:
             kernels.weight_gradient(delta, A_prev, dW)
-        kernels.bias_gradient(delta, grad[b_off[l - 1] : b_off[l - 1] + sizes[l]])
+        kernels.bias_gradient(delta, grad[b_off[l - 1] : b_off[l - 1] + sizes[l]], parallel)
         if l > 1:
             W = _matrix(theta, w_off[l - 1], sizes[l], sizes[l - 1])
             previous = _matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
             if tiled:
-                tiled_kernels.hidden_delta_to_z(W.T.copy(), delta, codes[l - 2], A_prev, previous)
+                tiled_kernels.hidden_delta_to_z(W.T.copy(), delta, codes[l - 2], A_prev, previous, parallel)
             else:
                 kernels.hidden_delta(W, delta, previous)
-                kernels.delta_to_z(codes[l - 2], A_prev, previous)
+                kernels.delta_to_z(codes[l - 2], A_prev, previous, parallel)
     return E

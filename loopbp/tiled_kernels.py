@@ -131,8 +131,23 @@ def _columns_block(W, A_prev, c0, cn, packed, out):
         _dot_rows(W, block, target, k0, min(k0 + K_CHUNK, n_in), k0 > 0)
 
 
+@njit(cache=True)
+def _forward_block(W, b, code, A_prev, A, block):
+    # One block of C_BLOCK samples of forward_layer.
+    n_out, n_in = W.shape
+    c0 = block * C_BLOCK
+    cn = min(C_BLOCK, A.shape[1] - c0)
+    packed = np.empty((C_BLOCK, n_in), W.dtype)
+    _columns_block(W, A_prev, c0, cn, packed, A)
+    for i in range(n_out):
+        row = A[i, c0 : c0 + cn]
+        for s in range(cn):
+            row[s] += b[i]
+        activate_row(code, row)
+
+
 @njit(parallel=True, cache=True)
-def forward_layer(W, b, code, A_prev, A):
+def forward_layer(W, b, code, A_prev, A, parallel=True):
     r"""Forward pass through layer l, tiled; the same result as ``kernels.forward_layer``.
 
     .. math::
@@ -141,24 +156,32 @@ def forward_layer(W, b, code, A_prev, A):
         \qquad A^l_{ic} = g^l(Z^l_{ic})
 
     The bias and g are applied to each block of samples right after its sums, while the
-    block is still in cache.
+    block is still in cache. With `parallel` false the blocks run in this thread, in the
+    same order and with the same arithmetic, so the result is bitwise the same.
     """
-    n_out, n_in = W.shape
-    m = A.shape[1]
-    for block in prange((m + C_BLOCK - 1) // C_BLOCK):
-        c0 = block * C_BLOCK
-        cn = min(C_BLOCK, m - c0)
-        packed = np.empty((C_BLOCK, n_in), W.dtype)
-        _columns_block(W, A_prev, c0, cn, packed, A)
-        for i in range(n_out):
-            row = A[i, c0 : c0 + cn]
-            for s in range(cn):
-                row[s] += b[i]
-            activate_row(code, row)
+    n_blocks = (A.shape[1] + C_BLOCK - 1) // C_BLOCK
+    if parallel:
+        for block in prange(n_blocks):
+            _forward_block(W, b, code, A_prev, A, block)
+    else:
+        for block in range(n_blocks):
+            _forward_block(W, b, code, A_prev, A, block)
+
+
+@njit(cache=True)
+def _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block):
+    # One block of C_BLOCK samples of hidden_delta_to_z.
+    n, n_next = W_next_T.shape
+    c0 = block * C_BLOCK
+    cn = min(C_BLOCK, dZ.shape[1] - c0)
+    packed = np.empty((C_BLOCK, n_next), dZ.dtype)
+    _columns_block(W_next_T, dZ_next, c0, cn, packed, dZ)
+    for i in range(n):
+        multiply_by_derivative_row(code, A[i, c0 : c0 + cn], dZ[i, c0 : c0 + cn])
 
 
 @njit(parallel=True, cache=True)
-def hidden_delta_to_z(W_next_T, dZ_next, code, A, dZ):
+def hidden_delta_to_z(W_next_T, dZ_next, code, A, dZ, parallel=True):
     r"""dE/dZ^l for a hidden layer l < L, tiled: dE/dA^l, then the factor g^l'.
 
     .. math::
@@ -167,35 +190,43 @@ def hidden_delta_to_z(W_next_T, dZ_next, code, A, dZ):
         = \Bigl(\sum_{j=1}^{n^{l+1}} \frac{\partial E}{\partial Z^{l+1}_{jc}} W^{l+1}_{ji}\Bigr)
           {g^l}'(Z^l_{ic})
 
-    `W_next_T` is (W^(l+1))^T, copied so that j is contiguous.
+    `W_next_T` is (W^(l+1))^T, copied so that j is contiguous. `parallel` as in
+    `forward_layer`.
     """
-    n, n_next = W_next_T.shape
-    m = dZ.shape[1]
-    for block in prange((m + C_BLOCK - 1) // C_BLOCK):
-        c0 = block * C_BLOCK
-        cn = min(C_BLOCK, m - c0)
-        packed = np.empty((C_BLOCK, n_next), dZ.dtype)
-        _columns_block(W_next_T, dZ_next, c0, cn, packed, dZ)
-        for i in range(n):
-            multiply_by_derivative_row(code, A[i, c0 : c0 + cn], dZ[i, c0 : c0 + cn])
-
-
-@njit(parallel=True, cache=True)
-def _weight_gradient_chunk(dZ, A_prev, dW, k0, k1):
-    # Square blocks of ROW_BLOCK rows on both sides keep the rows a tile streams through
-    # in L2, instead of sweeping all of A^(l-1) for every 4 rows of dZ^l.
-    n_out = dZ.shape[0]
-    n_in = A_prev.shape[0]
-    for block in prange((n_out + ROW_BLOCK - 1) // ROW_BLOCK):
-        i0 = block * ROW_BLOCK
-        i1 = min(i0 + ROW_BLOCK, n_out)
-        for j0 in range(0, n_in, ROW_BLOCK):
-            j1 = min(j0 + ROW_BLOCK, n_in)
-            _dot_rows(dZ[i0:i1], A_prev[j0:j1], dW[i0:i1, j0:j1], k0, k1, k0 > 0)
+    n_blocks = (dZ.shape[1] + C_BLOCK - 1) // C_BLOCK
+    if parallel:
+        for block in prange(n_blocks):
+            _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block)
+    else:
+        for block in range(n_blocks):
+            _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block)
 
 
 @njit(cache=True)
-def weight_gradient(dZ, A_prev, dW):
+def _weight_gradient_block(dZ, A_prev, dW, k0, k1, block):
+    # Square blocks of ROW_BLOCK rows on both sides keep the rows a tile streams through
+    # in L2, instead of sweeping all of A^(l-1) for every 4 rows of dZ^l.
+    i0 = block * ROW_BLOCK
+    i1 = min(i0 + ROW_BLOCK, dZ.shape[0])
+    n_in = A_prev.shape[0]
+    for j0 in range(0, n_in, ROW_BLOCK):
+        j1 = min(j0 + ROW_BLOCK, n_in)
+        _dot_rows(dZ[i0:i1], A_prev[j0:j1], dW[i0:i1, j0:j1], k0, k1, k0 > 0)
+
+
+@njit(parallel=True, cache=True)
+def _weight_gradient_chunk(dZ, A_prev, dW, k0, k1, parallel):
+    n_blocks = (dZ.shape[0] + ROW_BLOCK - 1) // ROW_BLOCK
+    if parallel:
+        for block in prange(n_blocks):
+            _weight_gradient_block(dZ, A_prev, dW, k0, k1, block)
+    else:
+        for block in range(n_blocks):
+            _weight_gradient_block(dZ, A_prev, dW, k0, k1, block)
+
+
+@njit(cache=True)
+def weight_gradient(dZ, A_prev, dW, parallel=True):
     r"""dE/dW^l, tiled; the same sums as ``kernels.weight_gradient``.
 
     .. math::
@@ -204,8 +235,8 @@ def weight_gradient(dZ, A_prev, dW):
 
     The samples run in chunks, the outer loop, so that both threads work on the same
     chunk of A^(l-1) while it is in the shared cache; each chunk's sums are added to dW
-    in chunk order.
+    in chunk order. `parallel` as in `forward_layer`.
     """
     m = dZ.shape[1]
     for k0 in range(0, m, K_CHUNK):
-        _weight_gradient_chunk(dZ, A_prev, dW, k0, min(k0 + K_CHUNK, m))
+        _weight_gradient_chunk(dZ, A_prev, dW, k0, min(k0 + K_CHUNK, m), parallel)

@@ -111,7 +111,7 @@ def test_float32_kernels_do_no_float64_arithmetic():
         "activate_row": (1, b),
         "multiply_by_derivative_row": (1, b, b.copy()),
         "hidden_delta_to_z": (W.T.copy(), A, 1, A_prev, A_prev.copy()),
-        "_weight_gradient_chunk": (A, A_prev, np.ones((3, 2), f32), 0, 4),
+        "_weight_gradient_chunk": (A, A_prev, np.ones((3, 2), f32), 0, 4, True),
         "_dot_rows": (A, A_prev, np.ones((3, 2), f32), 0, 4, True),
     }
     for kernel in KERNELS:
