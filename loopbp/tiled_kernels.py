@@ -92,14 +92,10 @@ def _dot_rows(P, Q, C, k0, k1, accumulate):
                 C[p + 3, q] += a30
                 C[p + 3, q + 1] += a31
             first_q = n_q - n_q % TILE_Q
-            first_p = p
-            last_p = p + TILE_P
         else:
             first_q = 0
-            first_p = p
-            last_p = n_p
         # The edges that do not fill a tile: one dot product per output.
-        for r in range(first_p, last_p):
+        for r in range(p, min(p + TILE_P, n_p)):
             x = P[r, k0:k1]
             for q in range(first_q, n_q):
                 y = Q[q, k0:k1]
