@@ -5,7 +5,9 @@ Usage::
     python benchmarks/peers.py                       # every case and dtype, every system installed
     python benchmarks/peers.py --cases toy,small --dtypes float64 --repeat 7
 
-Each (system, case, dtype) runs in a process of its own, because Numba's OpenMP threads
+"loops" calls ``loopbp.gradient`` with lists W and b; "network" runs the same loops
+through ``Network.gradient``, which keeps its parameters flat and its buffers from call to
+call. Each (system, case, dtype) runs in a process of its own, because Numba's OpenMP threads
 keep spinning after a parallel region and slow BLAS in the same process. In each
 process the first call (compilation, tracing, caches) is timed on its own and left out
 of the samples; each sample times a batch of calls long enough to be measured well, and
@@ -33,7 +35,7 @@ sys.path.insert(0, HERE)
 
 import common  # noqa: E402  (benchmarks/common.py: the seeded reference cases)
 
-SYSTEMS = ["loops", "einsum", "numpy", "torch", "jax"]
+SYSTEMS = ["loops", "network", "einsum", "numpy", "torch", "jax"]
 PEERS = ["numpy", "einsum", "torch", "jax"]
 
 
@@ -43,6 +45,11 @@ def _gradient_function(system, W, b, X, Y, acts, dtype):
 
     if system in ("loops", "einsum"):
         return lambda: loopbp.gradient(W, b, X, Y, acts, backend=system)
+    if system == "network":
+        # The same loops through a Network, which holds its parameters flat and reuses
+        # its buffers from call to call.
+        net = loopbp.Network.from_parameters(W, b, acts)
+        return lambda: net.gradient(X, Y)
     if system == "numpy":
         return lambda: common.matmul_gradient(W, b, X, Y, acts)
     if system == "torch":
@@ -172,7 +179,7 @@ def main(argv=None):
         f"median of {args.repeat} samples per system, each system in its own process"
     )
     header = f"{'case':<6} {'dtype':<8} " + " ".join(f"{s:>10}" for s in systems)
-    print(header + f" {'GFLOP/s':>8} {'loops vs fastest peer':>22}")
+    print(header + f" {'GFLOP/s':>8} {'loops, network vs fastest peer':>30}")
     for case, dtype, times in rows:
         sizes, m = common.CASES[case]
         cells = " ".join(f"{_ms(times[s]['median']) if s in times else 'n/a':>10}" for s in systems)
@@ -181,7 +188,10 @@ def main(argv=None):
         if "loops" in times and peers:
             fastest = min(peers, key=peers.get)
             loops = times["loops"]["median"]
-            line += f" {common.gflop(sizes, m) / loops:>8.1f} {peers[fastest] / loops:>8.2f}x ({fastest})"
+            line += f" {common.gflop(sizes, m) / loops:>8.1f} {peers[fastest] / loops:>8.2f}x"
+            if "network" in times:
+                line += f" {peers[fastest] / times['network']['median']:>6.2f}x"
+            line += f" ({fastest})"
         print(line)
     print("\nfirst call (compile, trace or cache load), and the largest relative difference from einsum:")
     for case, dtype, times in rows:

@@ -6,21 +6,27 @@ and return the same things, and both validate their arguments first
 (``loopbp.validation``).
 """
 
+import math
+
 import numpy as np
 
 from . import einsum_reference, passes
 from .validation import check_backend, check_parameters, check_samples, check_targets
 
 
-def _require_finite(what, dtype, *values):
+def _overflow(what, dtype):
     # Finite inputs can still overflow (huge weights, identity layers); say so rather
     # than hand back inf or NaN.
+    return ValueError(
+        f"the {what} overflowed in {dtype}: W, b, X or Y are too large in magnitude for this "
+        f"dtype, and the result is not finite"
+    )
+
+
+def _require_finite(what, dtype, *values):
     for v in values:
         if not np.all(np.isfinite(v)):
-            raise ValueError(
-                f"the {what} overflowed in {dtype}: W, b, X or Y are too large in magnitude for this "
-                f"dtype, and the result is not finite"
-            )
+            raise _overflow(what, dtype)
 
 
 def _kernel_array(a):
@@ -36,24 +42,23 @@ def _pack(W, b, dtype):
     """Sizes, and W^1, b^1, ..., W^L, b^L copied into one flat vector theta."""
     sizes = np.array([W[0].shape[1]] + [w.shape[0] for w in W], dtype=np.int64)
     theta = np.empty(sum(w.size + v.size for w, v in zip(W, b)), dtype=dtype)
-    offset = 0
-    for w, v in zip(W, b):
-        theta[offset : offset + w.size].reshape(w.shape)[...] = w
-        offset += w.size
-        theta[offset : offset + v.size] = v
-        offset += v.size
+    dW, db = _unpack(theta, sizes)
+    for target, source in zip(dW + db, list(W) + list(b)):
+        target[...] = source
     return sizes, theta
 
 
-def _unpack(flat, W, b):
-    """Views of `flat` (laid out like theta) shaped like W and b."""
+def _unpack(flat, sizes):
+    """Lists of the views of `flat` (laid out like theta) that are W^l and b^l."""
+    # Python ints: slicing with NumPy integers costs several times more.
+    sizes = sizes if isinstance(sizes, tuple) else tuple(int(n) for n in sizes)
     dW, db = [], []
     offset = 0
-    for w, v in zip(W, b):
-        dW.append(flat[offset : offset + w.size].reshape(w.shape))
-        offset += w.size
-        db.append(flat[offset : offset + v.size])
-        offset += v.size
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        dW.append(flat[offset : offset + n_out * n_in].reshape(n_out, n_in))
+        offset += n_out * n_in
+        db.append(flat[offset : offset + n_out])
+        offset += n_out
     return dW, db
 
 
@@ -66,11 +71,31 @@ def _validated(W, b, X, Y, activations, backend):
     return W, b, X, Y, names, codes, dtype
 
 
-def _loops_output(W, b, X, codes, dtype):
-    sizes, theta = _pack(W, b, dtype)
-    activations = passes.forward_pass(theta, sizes, codes, _kernel_array(X), True)
-    n_L, m = sizes[-1], X.shape[1]
-    return activations[activations.size - n_L * m :].reshape(n_L, m)
+def _loops_output(theta, sizes, codes, X, workspace):
+    """A^L from the loop kernels, as a view of the workspace's activations."""
+    passes.forward_pass(theta, sizes, codes, _kernel_array(X), workspace.activations, workspace.scratch, True)
+    size = sizes[-1] * X.shape[1]
+    return workspace.activations[workspace.activations.size - size :].reshape(sizes[-1], X.shape[1])
+
+
+def _loops_gradient(theta, sizes, codes, X, Y, workspace):
+    """E and the flat gradient from the loop kernels; X and Y already validated."""
+    grad = np.empty_like(theta)
+    E = passes.gradient_pass(
+        theta,
+        sizes,
+        codes,
+        _kernel_array(X),
+        _kernel_array(Y),
+        grad,
+        workspace.activations,
+        workspace.deltas,
+        workspace.scratch,
+        True,
+    )
+    if not (math.isfinite(E) and passes.all_finite(grad)):
+        raise _overflow("gradient", theta.dtype)
+    return float(E), grad
 
 
 def forward(W, b, X, activations, *, backend="loops"):
@@ -101,7 +126,8 @@ def forward(W, b, X, activations, *, backend="loops"):
         with np.errstate(over="ignore", invalid="ignore"):
             A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
     else:
-        A_L = _loops_output(W, b, X, codes, dtype).copy()
+        sizes, theta = _pack(W, b, dtype)
+        A_L = _loops_output(theta, sizes, codes, X, passes.Workspace(sizes, X.shape[1], dtype, False)).copy()
     _require_finite("forward pass", dtype, A_L)
     return A_L
 
@@ -137,7 +163,9 @@ def error(W, b, X, Y, activations, *, backend="loops"):
             A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
             E = einsum_reference.error_from_output(A_L, Y)
     else:
-        E = float(passes.error_from_output(_loops_output(W, b, X, codes, dtype), _kernel_array(Y)))
+        sizes, theta = _pack(W, b, dtype)
+        A_L = _loops_output(theta, sizes, codes, X, passes.Workspace(sizes, X.shape[1], dtype, False))
+        E = float(passes.error_from_output(A_L, _kernel_array(Y)))
     _require_finite("error", dtype, E)
     return E
 
@@ -187,8 +215,6 @@ def gradient(W, b, X, Y, activations, *, backend="loops"):
         _require_finite("gradient", dtype, E, *dW, *db)
         return E, dW, db
     sizes, theta = _pack(W, b, dtype)
-    grad = np.empty_like(theta)
-    E = float(passes.gradient_pass(theta, sizes, codes, _kernel_array(X), _kernel_array(Y), grad, True))
-    _require_finite("gradient", dtype, E, grad)
-    dW, db = _unpack(grad, W, b)
+    E, grad = _loops_gradient(theta, sizes, codes, X, Y, passes.Workspace(sizes, X.shape[1], dtype))
+    dW, db = _unpack(grad, sizes)
     return E, dW, db

@@ -104,6 +104,16 @@ def _output_delta_row(a, y, d):
     return s
 
 
+@njit(cache=True)
+def _squared_error_row(a, y):
+    # sum_c (a_c - y_c)^2 in float64, in the order of _output_delta_row, for E alone.
+    s = 0.0
+    for c in range(a.shape[0]):
+        r = a[c] - y[c]
+        s += np.float64(r) * np.float64(r)
+    return s
+
+
 @njit(parallel=True, cache=True)
 def delta_to_z(code, A, delta, parallel=True):
     r"""Turn dE/dA^l into dE/dZ^l in place.

@@ -15,9 +15,15 @@ Storage, shared by the drivers and by ``loopbp.gradients``:
   Z^l there and overwrites it with A^l = g^l(Z^l), because every g' is computed
   from A^l (see ``loopbp.activations``);
 - the backward pass alternates between two delta buffers of max_l n^l x m: each
-  holds dE/dA^l and is turned in place into dE/dZ^l.
+  holds dE/dA^l and is turned in place into dE/dZ^l;
+- a scratch buffer holds (W^l)^T for dE/dA^(l-1) (the largest l >= 2 sets its
+  length), then each thread's packed block (``tiled_kernels.scratch_length``).
+
+A `Workspace` holds these buffers, so that repeated calls with one network and one m
+(``Network`` and its ``fit``) allocate nothing.
 """
 
+import numba
 import numpy as np
 from numba import njit
 
@@ -62,6 +68,63 @@ def _activation_offsets(sizes, m):
     return offsets, offset
 
 
+def _transposed_length(sizes):
+    # (W^l)^T is needed for l = 2..L only.
+    return max((int(a) * int(b) for a, b in zip(sizes[1:-1], sizes[2:])), default=0)
+
+
+class Workspace:
+    """The buffers one forward pass or gradient needs, reused across calls.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        n^0, ..., n^L.
+    m : int
+        The number of samples.
+    dtype : numpy dtype
+        float32 or float64.
+    backward : bool
+        Also hold the delta buffers and room for (W^l)^T, for `gradient_pass`.
+
+    Attributes
+    ----------
+    activations : 1-D array
+        A^1..A^L, one after another.
+    deltas : (2, max_l n^l m) array
+        The two delta buffers (empty without `backward`).
+    scratch : 1-D array
+        (W^l)^T, then one packed block per thread.
+    """
+
+    def __init__(self, sizes, m, dtype, backward=True):
+        sizes = [int(n) for n in sizes]
+        self.sizes, self.m, self.dtype, self.backward = tuple(sizes), int(m), np.dtype(dtype), backward
+        self.activations = np.empty(sum(sizes[1:]) * m, dtype)
+        self.deltas = np.empty((2, max(sizes[1:]) * m if backward else 0), dtype)
+        # Sized for the most threads Numba can ever run, so set_num_threads cannot outgrow it.
+        packing = tiled_kernels.scratch_length(max(sizes), numba.config.NUMBA_NUM_THREADS)
+        self.scratch = np.empty((_transposed_length(sizes) if backward else 0) + packing, dtype)
+
+    def fits(self, sizes, m, dtype, backward=True):
+        """Whether this workspace serves a call with these sizes, m and dtype."""
+        return (
+            self.sizes == tuple(sizes)
+            and self.m == m
+            and self.dtype == dtype
+            and (self.backward or not backward)
+        )
+
+
+@njit(cache=True)
+def all_finite(values):
+    """Whether every entry of the 1-D array `values` is finite."""
+    for k in range(values.shape[0]):
+        if not np.isfinite(values[k]):
+            return False
+    return True
+
+
 @njit(cache=True)
 def _sum_in_order(values):
     # A serial sum in index order, so E does not depend on the thread count.
@@ -81,8 +144,8 @@ def _worth_threads(sizes, m):
 
 
 @njit(cache=True)
-def forward_pass(theta, sizes, codes, X, tiled):
-    """Run the forward pass for l = 1..L.
+def forward_pass(theta, sizes, codes, X, activations, scratch, tiled):
+    """Run the forward pass for l = 1..L, writing A^1, ..., A^L into `activations`.
 
     Parameters
     ----------
@@ -94,19 +157,18 @@ def forward_pass(theta, sizes, codes, X, tiled):
         The activation code of each layer.
     X : (n^0, m) C-contiguous array
         A^0.
+    activations : 1-D array
+        Output: A^1, ..., A^L one after another (`Workspace.activations`).
+    scratch : 1-D array
+        Each thread's packed block (`Workspace.scratch`); its start when called from
+        `gradient_pass`.
     tiled : bool
         Use the tiled kernels (True) or the plain ones.
-
-    Returns
-    -------
-    activations : 1-D array
-        A^1, ..., A^L one after another.
     """
     L = sizes.shape[0] - 1
     m = X.shape[1]
     w_off, b_off = _parameter_offsets(sizes)
-    a_off, total = _activation_offsets(sizes, m)
-    activations = np.empty(total, theta.dtype)
+    a_off, _ = _activation_offsets(sizes, m)
     parallel = _worth_threads(sizes, m)
     A_prev = X
     for l in range(1, L + 1):
@@ -114,35 +176,42 @@ def forward_pass(theta, sizes, codes, X, tiled):
         b = theta[b_off[l - 1] : b_off[l - 1] + sizes[l]]
         A = _matrix(activations, a_off[l - 1], sizes[l], m)
         if tiled:
-            tiled_kernels.forward_layer(W, b, codes[l - 1], A_prev, A, parallel)
+            tiled_kernels.forward_layer(W, b, codes[l - 1], A_prev, A, scratch, parallel)
         else:
             kernels.forward_layer(W, b, codes[l - 1], A_prev, A)
         A_prev = A
-    return activations
 
 
 @njit(cache=True)
 def error_from_output(A_L, Y):
-    """E for the output A^L and targets Y (see ``kernels.output_delta``), as float64."""
+    r"""E for the output A^L and targets Y, as float64.
+
+    .. math:: E = \frac{1}{2m} \sum_{c=1}^m \sum_{i=1}^{n^L} (A^L_{ic} - Y_{ic})^2
+
+    Summed row by row in the order of ``kernels.output_delta``, so that E is bitwise the
+    same as the one `gradient_pass` returns.
+    """
     n, m = A_L.shape
-    delta = np.empty_like(A_L)
     row_squares = np.empty(n, np.float64)
-    kernels.output_delta(A_L, Y, delta, row_squares)
+    for i in range(n):
+        row_squares[i] = kernels._squared_error_row(A_L[i], Y[i])
     return _sum_in_order(row_squares) / (2.0 * m)
 
 
 @njit(cache=True)
-def gradient_pass(theta, sizes, codes, X, Y, grad, tiled):
+def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch, tiled):
     """E and the whole gradient: the forward pass, then back-propagation for l = L..1.
 
     Parameters
     ----------
-    theta, sizes, codes, X, tiled
+    theta, sizes, codes, X, activations, tiled
         As in `forward_pass`.
     Y : (n^L, m) C-contiguous array
         The targets.
     grad : (p,) array
         Output: dE/dW^l and dE/db^l, laid out like theta.
+    deltas, scratch
+        The delta buffers and the scratch buffer of a `Workspace` made with `backward`.
 
     Returns
     -------
@@ -153,13 +222,12 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, tiled):
     m = X.shape[1]
     w_off, b_off = _parameter_offsets(sizes)
     a_off, _ = _activation_offsets(sizes, m)
-    activations = forward_pass(theta, sizes, codes, X, tiled)
+    transposed_length = 0
+    for l in range(2, L + 1):
+        transposed_length = max(transposed_length, sizes[l] * sizes[l - 1])
+    packing = scratch[transposed_length:]
+    forward_pass(theta, sizes, codes, X, activations, packing, tiled)
     parallel = _worth_threads(sizes, m)
-
-    widest = 0
-    for l in range(1, L + 1):
-        widest = max(widest, sizes[l])
-    deltas = np.empty((2, widest * m), theta.dtype)
 
     # dE/dA^L and E, then dE/dZ^L in place.
     row_squares = np.empty(sizes[L], np.float64)
@@ -183,7 +251,9 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, tiled):
             W = _matrix(theta, w_off[l - 1], sizes[l], sizes[l - 1])
             previous = _matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
             if tiled:
-                tiled_kernels.hidden_delta_to_z(W.T.copy(), delta, codes[l - 2], A_prev, previous, parallel)
+                W_T = _matrix(scratch, 0, sizes[l - 1], sizes[l])
+                W_T[...] = W.T
+                tiled_kernels.hidden_delta_to_z(W_T, delta, codes[l - 2], A_prev, previous, packing, parallel)
             else:
                 kernels.hidden_delta(W, delta, previous)
                 kernels.delta_to_z(codes[l - 2], A_prev, previous, parallel)

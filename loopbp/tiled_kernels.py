@@ -26,8 +26,7 @@ shapes alone, never on the thread count. fastmath is limited to reassociation an
 contraction (FMA), which the vectorised sums need; no flag assumes finite values.
 """
 
-import numpy as np
-from numba import njit, prange
+from numba import get_thread_id, njit, prange
 
 from .activations import activate_row, multiply_by_derivative_row
 
@@ -43,6 +42,15 @@ TILE_P = 4
 TILE_Q = 2
 #: Rows per block on each side of the weight gradient.
 ROW_BLOCK = 32
+
+
+def scratch_length(width, threads):
+    """Length of the `scratch` buffer that `forward_layer` and `hidden_delta_to_z` need.
+
+    One packed block of C_BLOCK samples x `width` (the widest summed index) per thread
+    that may run a block, so that no block allocates.
+    """
+    return threads * C_BLOCK * width
 
 
 @njit(fastmath=_FASTMATH, cache=True)
@@ -128,12 +136,20 @@ def _columns_block(W, A_prev, c0, cn, packed, out):
 
 
 @njit(cache=True)
-def _forward_block(W, b, code, A_prev, A, block):
+def _packing_buffer(scratch, n, slot):
+    """The C_BLOCK x n packed block of thread `slot`, a C-contiguous view of scratch."""
+    size = C_BLOCK * n
+    if (slot + 1) * size > scratch.shape[0]:
+        raise ValueError("scratch is too short for this many threads; see scratch_length")
+    return scratch[slot * size : (slot + 1) * size].reshape((C_BLOCK, n))
+
+
+@njit(cache=True)
+def _forward_block(W, b, code, A_prev, A, block, packed):
     # One block of C_BLOCK samples of forward_layer.
-    n_out, n_in = W.shape
+    n_out = W.shape[0]
     c0 = block * C_BLOCK
     cn = min(C_BLOCK, A.shape[1] - c0)
-    packed = np.empty((C_BLOCK, n_in), W.dtype)
     _columns_block(W, A_prev, c0, cn, packed, A)
     for i in range(n_out):
         row = A[i, c0 : c0 + cn]
@@ -143,7 +159,7 @@ def _forward_block(W, b, code, A_prev, A, block):
 
 
 @njit(parallel=True, cache=True)
-def forward_layer(W, b, code, A_prev, A, parallel=True):
+def forward_layer(W, b, code, A_prev, A, scratch, parallel=True):
     r"""Forward pass through layer l, tiled; the same result as ``kernels.forward_layer``.
 
     .. math::
@@ -154,30 +170,34 @@ def forward_layer(W, b, code, A_prev, A, parallel=True):
     The bias and g are applied to each block of samples right after its sums, while the
     block is still in cache. With `parallel` false the blocks run in this thread, in the
     same order and with the same arithmetic, so the result is bitwise the same.
+    `scratch` holds each thread's packed block (`scratch_length`); which thread takes
+    which block does not change the result, because each block is packed afresh.
     """
+    n_in = W.shape[1]
     n_blocks = (A.shape[1] + C_BLOCK - 1) // C_BLOCK
     if parallel:
         for block in prange(n_blocks):
-            _forward_block(W, b, code, A_prev, A, block)
+            packed = _packing_buffer(scratch, n_in, get_thread_id())
+            _forward_block(W, b, code, A_prev, A, block, packed)
     else:
+        packed = _packing_buffer(scratch, n_in, 0)
         for block in range(n_blocks):
-            _forward_block(W, b, code, A_prev, A, block)
+            _forward_block(W, b, code, A_prev, A, block, packed)
 
 
 @njit(cache=True)
-def _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block):
+def _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block, packed):
     # One block of C_BLOCK samples of hidden_delta_to_z.
-    n, n_next = W_next_T.shape
+    n = W_next_T.shape[0]
     c0 = block * C_BLOCK
     cn = min(C_BLOCK, dZ.shape[1] - c0)
-    packed = np.empty((C_BLOCK, n_next), dZ.dtype)
     _columns_block(W_next_T, dZ_next, c0, cn, packed, dZ)
     for i in range(n):
         multiply_by_derivative_row(code, A[i, c0 : c0 + cn], dZ[i, c0 : c0 + cn])
 
 
 @njit(parallel=True, cache=True)
-def hidden_delta_to_z(W_next_T, dZ_next, code, A, dZ, parallel=True):
+def hidden_delta_to_z(W_next_T, dZ_next, code, A, dZ, scratch, parallel=True):
     r"""dE/dZ^l for a hidden layer l < L, tiled: dE/dA^l, then the factor g^l'.
 
     .. math::
@@ -186,16 +206,19 @@ def hidden_delta_to_z(W_next_T, dZ_next, code, A, dZ, parallel=True):
         = \Bigl(\sum_{j=1}^{n^{l+1}} \frac{\partial E}{\partial Z^{l+1}_{jc}} W^{l+1}_{ji}\Bigr)
           {g^l}'(Z^l_{ic})
 
-    `W_next_T` is (W^(l+1))^T, copied so that j is contiguous. `parallel` as in
-    `forward_layer`.
+    `W_next_T` is (W^(l+1))^T, copied so that j is contiguous. `scratch` and `parallel`
+    as in `forward_layer`.
     """
+    n_next = W_next_T.shape[1]
     n_blocks = (dZ.shape[1] + C_BLOCK - 1) // C_BLOCK
     if parallel:
         for block in prange(n_blocks):
-            _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block)
+            packed = _packing_buffer(scratch, n_next, get_thread_id())
+            _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block, packed)
     else:
+        packed = _packing_buffer(scratch, n_next, 0)
         for block in range(n_blocks):
-            _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block)
+            _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block, packed)
 
 
 @njit(cache=True)

@@ -55,16 +55,23 @@ def test_tiled_kernels_agree_with_the_plain_loops(name, sizes, m, dtype):
     W, b, X, Y, acts = make_problem(sizes, m, activations_for("cycle", len(sizes) - 1), dtype)
     sizes_array, theta = gradients._pack(W, b, np.dtype(dtype))
     codes = np.array([activation_code(a) for a in acts], dtype=np.int64)
-    plain, tiled = np.empty_like(theta), np.empty_like(theta)
-    E_plain = passes.gradient_pass(theta, sizes_array, codes, X, Y, plain, False)
-    E_tiled = passes.gradient_pass(theta, sizes_array, codes, X, Y, tiled, True)
+    work = passes.Workspace(sizes, m, dtype)
+
+    def run(tiled):
+        grad = np.empty_like(theta)
+        E = passes.gradient_pass(
+            theta, sizes_array, codes, X, Y, grad, work.activations, work.deltas, work.scratch, tiled
+        )
+        passes.forward_pass(theta, sizes_array, codes, X, work.activations, work.scratch, tiled)
+        return E, grad, work.activations.copy()
+
+    E_plain, grad_plain, A_plain = run(False)
+    E_tiled, grad_tiled, A_tiled = run(True)
     tol = TOLERANCE[np.dtype(dtype)]
     assert relative_difference(E_tiled, E_plain) <= tol
+    dW_plain, db_plain = gradients._unpack(grad_plain, sizes_array)
+    dW_tiled, db_tiled = gradients._unpack(grad_tiled, sizes_array)
     for k in range(len(W)):
-        dW_plain, db_plain = gradients._unpack(plain, W, b)
-        dW_tiled, db_tiled = gradients._unpack(tiled, W, b)
         assert relative_difference(dW_tiled[k], dW_plain[k]) <= tol
         assert relative_difference(db_tiled[k], db_plain[k]) <= tol
-    A_plain = passes.forward_pass(theta, sizes_array, codes, X, False)
-    A_tiled = passes.forward_pass(theta, sizes_array, codes, X, True)
     assert relative_difference(A_tiled, A_plain) <= tol

@@ -95,3 +95,51 @@ def test_methods_validate_their_data():
         net.gradient(np.ones((2, 4)), np.ones((1, 5)))
     with pytest.raises(ValueError, match="backend must be one of"):
         net.error(np.ones((2, 4)), np.ones((1, 4)), backend="torch")
+
+
+def test_parameters_are_views_of_one_flat_vector():
+    net = loopbp.Network([3, 4, 2], ["tanh", "identity"], seed=0)
+    assert net.theta.shape == (net.n_parameters,)
+    # theta is W^1, b^1, W^2, b^2 in order, each row-major.
+    np.testing.assert_array_equal(
+        net.theta, np.concatenate([a.ravel() for a in (net.W[0], net.b[0], net.W[1], net.b[1])])
+    )
+    net.W[1][0, 2] = 5.0
+    assert net.theta[3 * 4 + 4 + 2] == 5.0
+    with pytest.raises(TypeError):
+        net.W[0] = np.zeros((4, 3))  # a tuple: the views cannot be swapped for other arrays
+
+
+def test_workspace_is_reused_and_follows_m():
+    net = loopbp.Network([3, 5, 2], ["sigmoid", "identity"], seed=0)
+    rng = np.random.default_rng(1)
+    for m in (7, 7, 40, 7):
+        X, Y = rng.standard_normal((3, m)), rng.standard_normal((2, m))
+        E, dW, db = net.gradient(X, Y)
+        E2, dW2, db2 = loopbp.gradient(list(net.W), list(net.b), X, Y, net.activations)
+        assert E == E2 and all(np.array_equal(x, y) for x, y in zip(dW + db, dW2 + db2))
+        # Each call returns arrays of its own, not views of the cached buffers.
+        assert not np.shares_memory(dW[0], net._workspace.activations)
+    net.gradient(X, Y)
+    workspace = net._workspace
+    net.gradient(X, Y)
+    assert net._workspace is workspace
+
+
+def test_from_parameters_copies():
+    W, b = [np.ones((3, 2)), np.ones((1, 3))], [np.zeros(3), np.zeros(1)]
+    net = loopbp.Network.from_parameters(W, b, ["relu", "identity"])
+    assert net.sizes == (2, 3, 1) and net.activations == ("relu", "identity")
+    net.W[0][...] = 2.0
+    assert np.all(W[0] == 1.0)
+    with pytest.raises(ValueError, match="W\\[1\\] must have shape"):
+        loopbp.Network.from_parameters([np.ones((3, 2)), np.ones((1, 4))], b, ["relu", "identity"])
+
+
+def test_a_nan_written_into_the_parameters_is_reported():
+    net = loopbp.Network([2, 3, 1], ["sigmoid", "identity"], seed=0)
+    net.b[1][0] = np.nan
+    X, Y = np.ones((2, 4)), np.zeros((1, 4))
+    for call in (lambda: net.gradient(X, Y), lambda: net.error(X, Y), lambda: net.forward(X)):
+        with pytest.raises(ValueError, match="b\\[1\\] must be finite"):
+            call()

@@ -71,11 +71,13 @@ def test_serial_and_parallel_kernels_are_bitwise_equal(dtype):
     dZ_next = rng.standard_normal((n_next, m)).astype(dtype)
     Y = rng.standard_normal((n, m)).astype(dtype)
 
+    scratch = np.empty(tiled_kernels.scratch_length(max(n_in, n_next), numba.config.NUMBA_NUM_THREADS), dtype)
+
     def run(parallel):
         A = np.empty((n, m), dtype)
-        tiled_kernels.forward_layer(W, b, 1, A_prev, A, parallel)
+        tiled_kernels.forward_layer(W, b, 1, A_prev, A, scratch, parallel)
         dZ = np.empty((n, m), dtype)
-        tiled_kernels.hidden_delta_to_z(W_next_T, dZ_next, 3, A, dZ, parallel)
+        tiled_kernels.hidden_delta_to_z(W_next_T, dZ_next, 3, A, dZ, scratch, parallel)
         dW = np.empty((n, n_in), dtype)
         tiled_kernels.weight_gradient(dZ, A_prev, dW, parallel)
         delta, squares = np.empty((n, m), dtype), np.empty(n)
