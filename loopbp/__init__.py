@@ -4,7 +4,8 @@ The public API:
 
 - `gradient`, `forward`, `error`: E, its gradient, and the forward pass for lists of
   weights W and biases b, by backend (``"loops"``, the default, or ``"einsum"``).
-- `Network`: sizes, activations and parameters in one object, with the same methods.
+- `Network`: sizes, activations and parameters in one object, with the same methods,
+  `fit` (gradient descent) and `save`; `load` reads a saved network back.
 - `check_gradient`: the gradient against central finite differences.
 - `ACTIVATIONS`: the names of the activation functions.
 """
@@ -12,7 +13,7 @@ The public API:
 from .activations import ACTIVATIONS
 from .gradient_check import check_gradient
 from .gradients import error, forward, gradient
-from .network import Network
+from .network import Network, TrainingDiverged, load
 from .validation import BACKENDS
 
 __version__ = "0.1.0"
@@ -21,9 +22,11 @@ __all__ = [
     "ACTIVATIONS",
     "BACKENDS",
     "Network",
+    "TrainingDiverged",
     "check_gradient",
     "error",
     "forward",
     "gradient",
+    "load",
     "__version__",
 ]

@@ -1,34 +1,31 @@
-"""The ``loopbp`` command line: ``loopbp compare`` times the backends on one network.
+"""The ``loopbp`` command line (also ``python -m loopbp``).
 
 ``loopbp compare`` builds one seeded network and data set, runs every backend on it,
-and prints, per backend, the first-call time (for the loops, Numba's compile or cache
-load), the median time per gradient, GFLOP/s, the speed-up against einsum and the
-largest relative difference from the einsum gradient. It exits with status 1 if the
-loops and einsum disagree beyond the dtype's tolerance (``loopbp.agreement``).
+each in a process of its own (``loopbp.compare``), and prints, per backend, the
+first-call time (for the loops, Numba's compile or cache load), the median time per
+gradient, GFLOP/s, the speed-up against einsum and the largest relative difference from
+the einsum gradient. It exits with status 1 if the loops and einsum disagree beyond the
+dtype's tolerance (``loopbp.agreement``). ``--sweep m`` or ``--sweep width`` times a
+range of sizes, ``--plot FILE.png`` draws that sweep, ``--json`` prints JSON.
+
+``loopbp train sine`` and ``loopbp train digits`` run the series' examples
+(``loopbp.examples``).
 """
 
 import argparse
-import statistics
+import json
+import math
 import sys
-import time
 
 import numpy as np
 
+from . import compare as comparison
 from .activations import ACTIVATIONS
-from .agreement import TOLERANCE, gradient_difference
-from .network import Network
+from .agreement import TOLERANCE
 
 DEFAULT_SIZES = (64, 128, 128, 10)
 DEFAULT_M = 1000
-
-
-def gradient_gflop(sizes, m):
-    """GFLOP in one gradient: 2 n^l n^(l-1) m for each of forward, dW and dA (no dA for l = 1)."""
-    flop = 0
-    for l in range(1, len(sizes)):
-        products = 3 if l > 1 else 2
-        flop += products * 2 * sizes[l] * sizes[l - 1] * m
-    return flop / 1e9
+gradient_gflop = comparison.gradient_gflop
 
 
 def _sizes(text):
@@ -68,11 +65,29 @@ def _activations(text):
     return names
 
 
+def _backends(text):
+    names = tuple(text.split(","))
+    for name in names:
+        if name not in comparison.BACKENDS:
+            raise argparse.ArgumentTypeError(
+                f"unknown backend {name!r}; known: {', '.join(comparison.BACKENDS)}"
+            )
+        if not comparison.installed(name):
+            raise argparse.ArgumentTypeError(
+                f"backend {name!r} needs {comparison.OPTIONAL[name]}, which is not installed"
+            )
+    if "einsum" not in names:
+        raise argparse.ArgumentTypeError(
+            f"--backends must include einsum, the reference every row is compared with, got {text!r}"
+        )
+    return names
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="loopbp", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser(
-        "compare", help="time loops against einsum on one network and check they agree"
+        "compare", help="time the backends on one network and check that they agree"
     )
     compare.add_argument(
         "--sizes",
@@ -90,71 +105,335 @@ def _parser():
         help="one name per layer, comma-separated (default: sigmoid hidden layers, identity output)",
     )
     compare.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    compare.add_argument("--repeat", type=_positive, default=20, help="timed calls per backend (default: 20)")
+    compare.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="threads for Numba, BLAS and PyTorch in each backend's process (default: theirs)",
+    )
+    compare.add_argument(
+        "--repeat", type=_positive, default=20, help="timed samples per backend (default: 20)"
+    )
+    compare.add_argument(
+        "--backends",
+        type=_backends,
+        default=None,
+        help=f"comma-separated, from {','.join(comparison.BACKENDS)} (default: every one installed)",
+    )
     compare.add_argument("--seed", type=_seed, default=0, help="seeds the network and the data (default: 0)")
+    compare.add_argument(
+        "--sweep",
+        choices=("m", "width"),
+        default=None,
+        help="time m = 10, 30, 100, ... up to --m, or every hidden width 4, 8, 16, ... up to the "
+        "widest in --sizes",
+    )
+    compare.add_argument("--plot", metavar="FILE.png", default=None, help="draw the sweep (needs matplotlib)")
+    compare.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    train = commands.add_parser("train", help="run one of the series' training examples")
+    examples = train.add_subparsers(dest="example", required=True)
+    sine = examples.add_parser("sine", help="fit sin(x) with the series' 1-20-1 network")
+    sine.add_argument("--epochs", type=_positive, default=20_000, help="default: 20000, the series'")
+    sine.add_argument("--learning-rate", type=_learning_rate, default=0.1, help="default: 0.1, the series'")
+    sine.add_argument("--plot", metavar="FILE.png", default=None, help="draw the fit (needs matplotlib)")
+    digits = examples.add_parser("digits", help="the series' MNIST recipe on scikit-learn's 8x8 digits")
+    digits.add_argument("--epochs", type=_positive, default=10_000, help="default: 10000")
+    digits.add_argument("--learning-rate", type=_learning_rate, default=0.1, help="default: 0.1")
+    digits.add_argument("--hidden", type=_positive, default=64, help="hidden units (default: 64)")
+    for example in (sine, digits):
+        example.add_argument("--backend", choices=("loops", "einsum"), default="loops")
+        example.add_argument("--seed", type=_seed, default=0, help="default: 0")
+        example.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
-def _time_backend(net, X, Y, backend, repeat):
-    start = time.perf_counter()
-    result = net.gradient(X, Y, backend=backend)
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        net.gradient(X, Y, backend=backend)
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times), result
+def _learning_rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _error(message):
+    print(f"loopbp: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _sweep_points(args):
+    """(label, sizes, m) for each size that the sweep (or the single run) times."""
+    if args.sweep is None:
+        return [(args.m, args.sizes, args.m)]
+    if args.sweep == "m":
+        values = [v for v in (10 * 10 ** (k / 2) for k in range(20)) if round(v) < args.m]
+        values = [int(round(v)) for v in values] + [args.m]
+        return [(m, args.sizes, m) for m in values]
+    widest = max(args.sizes[1:-1])
+    widths = [w for w in (2**k for k in range(2, 20)) if w < widest] + [widest]
+    points = []
+    for w in widths:
+        sizes = (args.sizes[0],) + (w,) * (len(args.sizes) - 2) + (args.sizes[-1],)
+        points.append((w, sizes, args.m))
+    return points
+
+
+def _crossovers(labels, loops, other):
+    """Sizes, interpolated on log axes, where the loops and `other` times cross."""
+    found = []
+    for k in range(len(labels) - 1):
+        d0 = math.log(loops[k] / other[k])
+        d1 = math.log(loops[k + 1] / other[k + 1])
+        if d0 == 0 or d0 * d1 < 0:
+            t = d0 / (d0 - d1)
+            found.append(math.exp(math.log(labels[k]) + t * (math.log(labels[k + 1]) - math.log(labels[k]))))
+    return found
+
+
+def _plot(path, args, labels, results, backends, crossovers):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for backend in backends:
+        ax.plot(labels, [r[backend]["median"] for r in results], marker="o", label=backend)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for x in crossovers:
+        ax.axvline(x, color="gray", linestyle="--", linewidth=1)
+        ax.annotate(
+            f"crossover\n{args.sweep} = {x:.3g}",
+            (x, 0.02),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, 0),
+            textcoords="offset points",
+            fontsize=8,
+            color="dimgray",
+        )
+    what = "m (samples)" if args.sweep == "m" else "hidden width"
+    ax.set_xlabel(what)
+    ax.set_ylabel("median seconds per gradient")
+    fixed = f"sizes {','.join(map(str, args.sizes))}" if args.sweep == "m" else f"m = {args.m}"
+    title = f"loopbp compare --sweep {args.sweep}: {fixed}, {args.dtype}"
+    if not crossovers:
+        title += "\n(loops and the fastest other backend do not cross in this range)"
+    if crossovers:
+        title += "\n(dashed: where loops and the fastest other backend swap places)"
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def compare(args):
     """Run ``loopbp compare`` for parsed `args`; return the exit status."""
     L = len(args.sizes) - 1
-    activations = args.activations or ("sigmoid",) * (L - 1) + ("identity",)
+    activations = args.activations or comparison.default_activations(L)
     if len(activations) != L:
-        print(
-            f"loopbp compare: error: --activations needs {L} names for --sizes "
-            f"{','.join(map(str, args.sizes))}, got {len(activations)}",
-            file=sys.stderr,
+        return _error(
+            f"--activations needs {L} names for --sizes {','.join(map(str, args.sizes))}, "
+            f"got {len(activations)}"
         )
-        return 2
-    dtype = np.dtype(args.dtype)
-    net = Network(args.sizes, activations, dtype=dtype, seed=args.seed)
-    rng = np.random.default_rng(args.seed + 1)
-    X = rng.standard_normal((args.sizes[0], args.m)).astype(dtype)
-    Y = rng.standard_normal((args.sizes[-1], args.m)).astype(dtype)
-    gflop = gradient_gflop(args.sizes, args.m)
+    if args.sweep == "width" and L < 2:
+        return _error("--sweep width varies the hidden layers; --sizes has none")
+    if args.plot is not None:
+        if args.sweep is None:
+            return _error("--plot draws a sweep; add --sweep m or --sweep width")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return _error('--plot needs matplotlib: pip install "loopbp[examples]"')
+    backends = args.backends or comparison.default_backends()
+    points = _sweep_points(args)
+    results = [{} for _ in points]
+    for backend in backends:
+        try:
+            timed = comparison.run(
+                backend,
+                [(sizes, m) for _, sizes, m in points],
+                activations,
+                args.dtype,
+                seed=args.seed,
+                repeat=args.repeat,
+                threads=args.threads,
+            )
+        except RuntimeError as err:
+            print(f"loopbp compare: {err}", file=sys.stderr)
+            return 1
+        for row, result in zip(results, timed):
+            row[backend] = result
+    for (_, sizes, m), row in zip(points, results):
+        gflop = gradient_gflop(sizes, m)
+        for result in row.values():
+            result["gflops"] = gflop / result["median"]
+            result["speedup_vs_einsum"] = row["einsum"]["median"] / result["median"]
 
-    # einsum first: Numba's OpenMP threads keep spinning after a parallel region and
-    # would slow the BLAS calls that einsum makes in this process.
-    rows = {}
-    for backend in ("einsum", "loops"):
-        rows[backend] = _time_backend(net, X, Y, backend, args.repeat)
-    reference = rows["einsum"][2]
-
-    print(
-        f"loopbp compare: sizes {','.join(map(str, args.sizes))}, m = {args.m}, {args.dtype}, "
-        f"activations {','.join(activations)}, {gflop:.4g} GFLOP per gradient, median of {args.repeat}",
-    )
-    print(
-        f"{'backend':<8} {'first call':>12} {'median':>12} {'GFLOP/s':>9} {'vs einsum':>10} "
-        f"{'max rel diff':>13}",
-    )
-    for backend, (first, median, result) in rows.items():
-        difference = gradient_difference(result, reference)
-        print(
-            f"{backend:<8} {first * 1e3:>10.3f}ms {median * 1e3:>10.3f}ms {gflop / median:>9.2f} "
-            f"{rows['einsum'][1] / median:>9.2f}x {difference:>13.2e}",
+    tolerance = TOLERANCE[np.dtype(args.dtype)]
+    worst = max(row["loops"]["difference"] for row in results) if "loops" in backends else 0.0
+    agree = worst <= tolerance
+    labels = [label for label, _, _ in points]
+    crossovers = []
+    others = [b for b in backends if b != "loops"]
+    if args.sweep is not None and "loops" in backends and others:
+        # Where the loops stop (or start) being the fastest: against the fastest of the
+        # other backends at each size.
+        crossovers = _crossovers(
+            labels,
+            [r["loops"]["median"] for r in results],
+            [min(r[b]["median"] for b in others) for r in results],
         )
-    difference = gradient_difference(rows["loops"][2], reference)
-    if difference > TOLERANCE[dtype]:
+    if args.plot is not None:
+        _plot(args.plot, args, labels, results, backends, crossovers)
+
+    if args.json:
         print(
-            f"loopbp compare: FAIL: loops and einsum differ by {difference:.2e}, more than the "
-            f"{args.dtype} tolerance {TOLERANCE[dtype]:.0e}",
+            json.dumps(
+                {
+                    "sizes": list(args.sizes),
+                    "m": args.m,
+                    "activations": list(activations),
+                    "dtype": args.dtype,
+                    "threads": args.threads,
+                    "repeat": args.repeat,
+                    "sweep": args.sweep,
+                    "points": [
+                        {"sizes": list(sizes), "m": m, "gflop": gradient_gflop(sizes, m), "results": row}
+                        for (_, sizes, m), row in zip(points, results)
+                    ],
+                    "crossovers": crossovers,
+                    "tolerance": tolerance,
+                    "agree": agree,
+                },
+                indent=1,
+            )
+        )
+    elif args.sweep is None:
+        _print_table(args, activations, backends, results[0])
+    else:
+        _print_sweep(args, activations, backends, labels, results, crossovers)
+    if not agree:
+        print(
+            f"loopbp compare: FAIL: loops and einsum differ by {worst:.2e}, more than the "
+            f"{args.dtype} tolerance {tolerance:.0e}",
             file=sys.stderr,
         )
         return 1
     return 0
+
+
+def _header(args, activations):
+    threads = "default threads" if args.threads is None else f"{args.threads} threads"
+    return (
+        f"loopbp compare: sizes {','.join(map(str, args.sizes))}, m = {args.m}, {args.dtype}, "
+        f"activations {','.join(activations)}, {threads}, median of {args.repeat} samples, "
+        f"each backend in its own process"
+    )
+
+
+def _print_table(args, activations, backends, row):
+    print(_header(args, activations) + f", {gradient_gflop(args.sizes, args.m):.4g} GFLOP per gradient")
+    print(
+        f"{'backend':<8} {'first call':>12} {'median':>12} {'GFLOP/s':>9} {'vs einsum':>10} "
+        f"{'max rel diff':>13}"
+    )
+    for backend in backends:
+        r = row[backend]
+        print(
+            f"{backend:<8} {r['first'] * 1e3:>10.3f}ms {r['median'] * 1e3:>10.3f}ms {r['gflops']:>9.2f} "
+            f"{r['speedup_vs_einsum']:>9.2f}x {r['difference']:>13.2e}"
+        )
+
+
+def _print_sweep(args, activations, backends, labels, results, crossovers):
+    print(_header(args, activations))
+    print("median ms per gradient; the last column is loops' speed-up against einsum")
+    name = "m" if args.sweep == "m" else "width"
+    columns = f"{name:>7} " + " ".join(f"{b:>10}" for b in backends)
+    print(columns + (f" {'loops/einsum':>13}" if "loops" in backends else ""))
+    for label, row in zip(labels, results):
+        line = f"{label:>7} " + " ".join(f"{row[b]['median'] * 1e3:>10.4g}" for b in backends)
+        if "loops" in backends:
+            line += f" {row['loops']['speedup_vs_einsum']:>12.2f}x"
+        print(line)
+    if "loops" in backends:
+        where = ", ".join(f"{x:.3g}" for x in crossovers) if crossovers else "none in this range"
+        print(f"loops and the fastest other backend cross at {name} = {where}")
+
+
+def train(args):
+    """Run ``loopbp train sine|digits`` for parsed `args`; return the exit status."""
+    from . import examples
+
+    progress = not args.no_progress
+    if args.example == "sine":
+        result = examples.train_sine(
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            backend=args.backend,
+            progress=progress,
+        )
+        print(
+            f"loopbp train sine: 1-20-1 sigmoid/identity, learning rate {args.learning_rate}, "
+            f"{len(result.history)} epochs, seed {args.seed}, {args.backend} backend"
+        )
+        print(f"final E {result.history[-1]:.6g} (first {result.history[0]:.6g})")
+    else:
+        try:
+            result = examples.train_digits(
+                hidden=args.hidden,
+                epochs=args.epochs,
+                learning_rate=args.learning_rate,
+                seed=args.seed,
+                backend=args.backend,
+                progress=progress,
+            )
+        except ImportError as err:
+            return _error(str(err))
+        print(
+            f"loopbp train digits: 64-{args.hidden}-10 sigmoid/identity, one-hot targets, learning rate "
+            f"{args.learning_rate}, {len(result.history)} full-batch epochs, seed {args.seed}, "
+            f"{args.backend} backend"
+        )
+        accuracy = result.test_accuracy
+        print(f"final E {result.history[-1]:.6g}, test accuracy {accuracy:.2%} (450 held-out digits)")
+    print(f"wall time {result.seconds:.2f} s, {result.epochs_per_second:.0f} epochs per second")
+    if args.example == "sine" and args.plot is not None:
+        try:
+            _plot_sine(args.plot, result)
+        except ImportError:
+            return _error('--plot needs matplotlib: pip install "loopbp[examples]"')
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def _plot_sine(path, result):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .examples import sine_data
+
+    X, Y = sine_data()
+    fine = np.linspace(X.min(), X.max(), 400)[None, :]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(X[0], Y[0], "o", markersize=3, label="sin(x), the training points")
+    ax.plot(fine[0], result.network.forward(fine)[0], label="the 1-20-1 network")
+    ax.set_xlabel("x")
+    ax.set_title(
+        f"loopbp train sine: E = {result.history[-1]:.3g} after {len(result.history)} epochs", fontsize=10
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main(argv=None):
@@ -162,7 +441,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     if args.command == "compare":
         return compare(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    return train(args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,35 +26,56 @@ def _contract(subscripts, *operands):
     return np.einsum(subscripts, *operands, optimize=True)
 
 
-def forward_pass(W, b, X, activations):
-    """A^0, ..., A^L as a list, for validated W, b, X and activation names."""
+#: The same five contractions written with NumPy ``@`` (BLAS): the baseline that
+#: ``loopbp compare`` and the benchmarks call "numpy".
+_MATMUL = {
+    "ij,jc->ic": lambda W, A: W @ A,
+    "ic,ic->": lambda R, S: np.vdot(R, S),
+    "ic,jc->ij": lambda dZ, A: dZ @ A.T,
+    "ic->i": lambda dZ: dZ.sum(axis=1),
+    "ji,jc->ic": lambda W, dZ: W.T @ dZ,
+}
+
+
+def _matmul(subscripts, *operands):
+    return _MATMUL[subscripts](*operands)
+
+
+def forward_pass(W, b, X, activations, *, matmul=False):
+    """A^0, ..., A^L as a list, for validated W, b, X and activation names.
+
+    With `matmul`, each contraction is a NumPy ``@`` product instead of an einsum.
+    """
+    contract = _matmul if matmul else _contract
     A = [X]
     for W_l, b_l, g in zip(W, b, activations):
-        Z = _contract("ij,jc->ic", W_l, A[-1]) + b_l[:, None]
+        Z = contract("ij,jc->ic", W_l, A[-1]) + b_l[:, None]
         A.append(value(g, Z))
     return A
 
 
-def error_from_output(A_L, Y):
+def error_from_output(A_L, Y, *, matmul=False):
     """E = 1/(2m) sum_c sum_i (A^L_ic - Y_ic)^2, accumulated in float64 as the loops do."""
+    contract = _matmul if matmul else _contract
     m = Y.shape[1]
     R = (A_L - Y).astype(np.float64)
-    return float(_contract("ic,ic->", R, R)) / (2 * m)
+    return float(contract("ic,ic->", R, R)) / (2 * m)
 
 
-def gradient(W, b, X, Y, activations):
-    """E, [dE/dW^l], [dE/db^l] for validated inputs."""
-    A = forward_pass(W, b, X, activations)
+def gradient(W, b, X, Y, activations, *, matmul=False):
+    """E, [dE/dW^l], [dE/db^l] for validated inputs; `matmul` as in `forward_pass`."""
+    contract = _matmul if matmul else _contract
+    A = forward_pass(W, b, X, activations, matmul=matmul)
     L = len(W)
     m = X.shape[1]
-    E = error_from_output(A[L], Y)
+    E = error_from_output(A[L], Y, matmul=matmul)
     dW = [None] * L
     db = [None] * L
     dA = (A[L] - Y) / m
     for l in range(L, 0, -1):
         dZ = dA * derivative_from_value(activations[l - 1], A[l])
-        dW[l - 1] = _contract("ic,jc->ij", dZ, A[l - 1])
-        db[l - 1] = _contract("ic->i", dZ)
+        dW[l - 1] = contract("ic,jc->ij", dZ, A[l - 1])
+        db[l - 1] = contract("ic->i", dZ)
         if l > 1:
-            dA = _contract("ji,jc->ic", W[l - 1], dZ)
+            dA = contract("ji,jc->ic", W[l - 1], dZ)
     return E, dW, db

@@ -91,6 +91,7 @@ def _loops_gradient(theta, sizes, codes, X, Y, workspace):
         workspace.activations,
         workspace.deltas,
         workspace.scratch,
+        workspace.squares,
         True,
     )
     if not (math.isfinite(E) and passes.all_finite(grad)):

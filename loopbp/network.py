@@ -1,12 +1,49 @@
 """`Network`: a network's sizes, activations and parameters in one object."""
 
+import math
+import sys
 import threading
 
 import numpy as np
 
-from . import gradients, passes
-from .activations import activation_code
-from .validation import FLOAT_DTYPES, check_parameters, check_samples, check_targets
+from . import gradients, kernels, passes
+from .activations import ACTIVATIONS, activation_code
+from .validation import FLOAT_DTYPES, check_backend, check_parameters, check_samples, check_targets
+
+#: What `Network.save` writes into its .npz file, and what `load` demands.
+FILE_FORMAT = "loopbp-network"
+FILE_VERSION = 1
+FILE_KEYS = ("format", "version", "sizes", "activations", "dtype", "theta")
+
+
+class TrainingDiverged(FloatingPointError):
+    """`Network.fit` met a non-finite E, gradient or parameter.
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch (counted from 0) in which it happened. The network keeps the last
+        parameters that were finite.
+    """
+
+    def __init__(self, epoch, learning_rate):
+        self.epoch = epoch
+        super().__init__(
+            f"training diverged in epoch {epoch}: E, the gradient or a parameter is no longer finite "
+            f"with learning_rate = {learning_rate!r}; try a smaller learning rate. The network keeps "
+            f"the last finite parameters."
+        )
+
+
+def _positive_number(value, name, integer):
+    kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
+        wanted = "an int" if integer else "a number"
+        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__} {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return value
+
 
 #: Initialisations `Network` offers; see its docstring.
 INITS = ("series", "glorot", "he")
@@ -25,7 +62,7 @@ class Network:
     dtype : {numpy.float64, numpy.float32}
         The dtype of the parameters, and so of every computation.
     seed : int, numpy.random.Generator or None
-        Seeds the initialisation; None draws fresh entropy.
+        Seeds the initialisation and the shuffling of `fit`; None draws fresh entropy.
     init : {"series", "glorot", "he"}
         ``"series"`` (the default) draws every weight and bias as 0.2 N(0, 1), as the
         blog series does. ``"glorot"`` draws W^l from N(0, 2 / (n^(l-1) + n^l)) and
@@ -107,6 +144,7 @@ class Network:
         self.theta = np.empty(self.n_parameters, dtype)
         W, b = gradients._unpack(self.theta, self.sizes)
         self.W, self.b = tuple(W), tuple(b)
+        self.seed = seed
         self._workspace = None
         self._workspace_lock = threading.Lock()
 
@@ -217,3 +255,262 @@ class Network:
         )
         dW, db = gradients._unpack(grad, self.sizes)
         return E, dW, db
+
+    def fit(
+        self, X, Y, *, learning_rate, epochs, batch_size=None, backend="loops", progress=True, callback=None
+    ):
+        r"""Train by gradient descent, as the series does, updating the parameters in place.
+
+        Each step is :math:`\theta \leftarrow \theta - \alpha \nabla E`.
+
+        Parameters
+        ----------
+        X : (n^0, m) array
+            The inputs, one sample per column.
+        Y : (n^L, m) array
+            The targets.
+        learning_rate : float
+            alpha, positive.
+        epochs : int
+            Passes over the data, positive.
+        batch_size : int or None
+            None (the default) takes one full-batch step per epoch, as the series does. An
+            int gives mini-batch SGD: each epoch shuffles the samples (with a generator
+            seeded by the network's `seed`, so a seeded network trains reproducibly) and
+            steps once per batch of `batch_size` samples (the last may be smaller).
+        backend : {"loops", "einsum"}
+            The gradient's backend. The loops backend allocates nothing per step: it
+            reuses its buffers, and the update is a loop over the flat `theta`.
+        progress : bool
+            Show a progress bar with the current E (needs tqdm, and only when standard
+            error is a terminal).
+        callback : callable or None
+            ``callback(epoch, E)`` after each epoch; training stops early if it returns True.
+
+        Returns
+        -------
+        history : (epochs_run,) float64 array
+            ``history[k]`` is E in epoch k at the parameters its gradient was computed at:
+            the full-batch E, or for mini-batches their size-weighted mean.
+
+        Raises
+        ------
+        TrainingDiverged
+            E, the gradient or a parameter became non-finite; the message names the epoch.
+            The network keeps the last finite parameters.
+
+        Examples
+        --------
+        >>> import numpy as np, loopbp
+        >>> net = loopbp.Network([1, 20, 1], ["sigmoid", "identity"], seed=0)
+        >>> X = np.linspace(0, 2 * np.pi, 100)[None, :]
+        >>> history = net.fit(X, np.sin(X), learning_rate=0.1, epochs=500, progress=False)
+        >>> bool(history[-1] < history[0])
+        True
+        """
+        check_backend(backend)
+        learning_rate = _positive_number(learning_rate, "learning_rate", integer=False)
+        epochs = int(_positive_number(epochs, "epochs", integer=True))
+        X = gradients._kernel_array(check_samples(X, self.sizes[0], self.dtype))
+        m = X.shape[1]
+        Y = gradients._kernel_array(check_targets(Y, self.sizes[-1], m, self.dtype))
+        if batch_size is not None:
+            batch_size = int(_positive_number(batch_size, "batch_size", integer=True))
+        if batch_size is None or batch_size >= m:
+            batch_size = m
+        if not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be True or False, got {progress!r}")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+        self._check_parameters()
+
+        step = _Stepper(self, backend, learning_rate)
+        bounds = [(start, min(start + batch_size, m)) for start in range(0, m, batch_size)]
+        if len(bounds) > 1:
+            rng = np.random.default_rng(self.seed)
+            order = np.arange(m)
+            # One pair of gathering buffers per batch size: no allocation per step.
+            buffers = {
+                stop - start: (
+                    np.empty((self.sizes[0], stop - start), self.dtype),
+                    np.empty((self.sizes[-1], stop - start), self.dtype),
+                )
+                for start, stop in bounds
+            }
+        history = np.empty(epochs)
+        bar = _progress_bar(epochs) if progress else None
+        every = max(1, epochs // 200)
+        try:
+            for epoch in range(epochs):
+                if len(bounds) == 1:
+                    E = step(X, Y, epoch)
+                else:
+                    rng.shuffle(order)
+                    E = 0.0
+                    for start, stop in bounds:
+                        Xb, Yb = buffers[stop - start]
+                        np.take(X, order[start:stop], axis=1, out=Xb)
+                        np.take(Y, order[start:stop], axis=1, out=Yb)
+                        E += step(Xb, Yb, epoch) * (stop - start)
+                    E /= m
+                history[epoch] = E
+                if bar is not None and (epoch + 1) % every == 0:
+                    bar.set_postfix(E=f"{E:.4g}", refresh=False)
+                    bar.update(every)
+                if callback is not None and callback(epoch, E) is True:
+                    return history[: epoch + 1]
+        finally:
+            if bar is not None:
+                bar.close()
+        return history
+
+    def save(self, path):
+        """Write the sizes, activations, dtype and parameters to `path` as a .npz file.
+
+        The file holds plain arrays only (no pickles); `loopbp.load` reads it back bit
+        for bit. `path` is used exactly as given (no ".npz" is appended).
+        """
+        with open(path, "wb") as f:
+            np.savez(
+                f,
+                format=np.array(FILE_FORMAT),
+                version=np.array(FILE_VERSION),
+                sizes=np.array(self.sizes, dtype=np.int64),
+                activations=np.array(self.activations),
+                dtype=np.array(self.dtype.name),
+                theta=self.theta,
+            )
+
+
+def _progress_bar(epochs):
+    # A bar only for a person watching: not in logs, pipes or tests.
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=epochs, unit="epoch", leave=True)
+
+
+class _Stepper:
+    """One gradient-descent step of `Network.fit` for a batch: E, then theta updated in place."""
+
+    def __init__(self, net, backend, learning_rate):
+        self.net, self.backend, self.learning_rate = net, backend, learning_rate
+        self.grad = np.empty_like(net.theta)
+        self.previous = np.empty_like(net.theta)
+        self.workspaces = {}
+        # The step size in the parameters' dtype, so float32 training stays float32.
+        self.alpha = net.dtype.type(learning_rate)
+
+    def __call__(self, X, Y, epoch):
+        net, grad = self.net, self.grad
+        if self.backend == "loops":
+            m = X.shape[1]
+            work = self.workspaces.get(m)
+            if work is None:
+                work = self.workspaces[m] = passes.Workspace(net.sizes, m, net.dtype)
+            E = passes.gradient_pass(
+                net.theta,
+                net._sizes,
+                net._codes,
+                X,
+                Y,
+                grad,
+                work.activations,
+                work.deltas,
+                work.scratch,
+                work.squares,
+                True,
+            )
+            finite = math.isfinite(E) and passes.all_finite(grad)
+        else:
+            try:
+                E, dW, db = gradients.gradient(net.W, net.b, X, Y, net.activations, backend=self.backend)
+            except ValueError:  # the overflow check: the inputs were validated already
+                raise TrainingDiverged(epoch, self.learning_rate) from None
+            grad_W, grad_b = gradients._unpack(grad, net.sizes)
+            for target, source in zip(grad_W + grad_b, dW + db):
+                target[...] = source
+            finite = True
+        if not finite:
+            raise TrainingDiverged(epoch, self.learning_rate)
+        np.copyto(self.previous, net.theta)
+        if not kernels.gradient_descent_step(net.theta, grad, self.alpha):
+            np.copyto(net.theta, self.previous)
+            raise TrainingDiverged(epoch, self.learning_rate)
+        return E
+
+
+def load(path):
+    """Read a network written by `Network.save`.
+
+    The file is opened without pickle support, so it cannot run code, and every field
+    is checked as user input is: a truncated, tampered or foreign file raises a
+    ``ValueError`` that says what is wrong.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, loopbp
+    >>> net = loopbp.Network([2, 3, 1], ["tanh", "identity"], seed=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "net.npz")
+    >>> net.save(path)
+    >>> bool(np.array_equal(loopbp.load(path).theta, net.theta))
+    True
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single array, not the .npz archive Network.save writes")
+            missing = sorted(set(FILE_KEYS) - set(f.files))
+            extra = sorted(set(f.files) - set(FILE_KEYS))
+            if missing or extra:
+                raise ValueError(f"it lacks {missing} and has unexpected {extra}; expected {list(FILE_KEYS)}")
+            fields = {key: f[key] for key in FILE_KEYS}
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as err:  # zip, npy-header and pickle refusals all mean the same here
+        raise ValueError(f"{path!s} is not a readable loopbp network file: {err}") from None
+    return _network_from_fields(fields, path)
+
+
+def _field(fields, key, path, kind, ndim):
+    value = fields[key]
+    if value.dtype.kind not in kind or value.ndim != ndim:
+        raise ValueError(
+            f"{path!s}: field {key!r} must be a {ndim}-D array of kind {kind!r}, "
+            f"got {value.ndim}-D {value.dtype}"
+        )
+    return value
+
+
+def _network_from_fields(fields, path):
+    fmt = _field(fields, "format", path, "U", 0)
+    if str(fmt) != FILE_FORMAT:
+        raise ValueError(f"{path!s}: format must be {FILE_FORMAT!r}, got {str(fmt)!r}")
+    version = _field(fields, "version", path, "iu", 0)
+    if int(version) != FILE_VERSION:
+        raise ValueError(f"{path!s}: version must be {FILE_VERSION}, got {int(version)}")
+    sizes = _field(fields, "sizes", path, "iu", 1)
+    if sizes.size < 2 or np.any(sizes < 1):
+        raise ValueError(f"{path!s}: sizes must list at least two widths, each >= 1, got {sizes.tolist()}")
+    activations = _field(fields, "activations", path, "U", 1).tolist()
+    if len(activations) != sizes.size - 1 or any(g not in ACTIVATIONS for g in activations):
+        raise ValueError(
+            f"{path!s}: activations must be {sizes.size - 1} names from {ACTIVATIONS}, got {activations}"
+        )
+    dtype = str(_field(fields, "dtype", path, "U", 0))
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"{path!s}: dtype must be 'float32' or 'float64', got {dtype!r}")
+    theta = _field(fields, "theta", path, "f", 1)
+    net = Network(sizes.tolist(), activations, dtype=dtype, seed=0)
+    if theta.dtype != net.dtype or theta.shape != net.theta.shape:
+        raise ValueError(
+            f"{path!s}: theta must be {net.n_parameters} {dtype} values for sizes {sizes.tolist()}, "
+            f"got {theta.size} {theta.dtype}"
+        )
+    if not passes.all_finite(np.ascontiguousarray(theta)):
+        raise ValueError(f"{path!s}: theta holds non-finite values")
+    net.theta[...] = theta
+    return net

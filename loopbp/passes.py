@@ -42,30 +42,35 @@ def _matrix(buffer, offset, rows, cols):
 
 
 @njit(cache=True)
-def _parameter_offsets(sizes):
-    """Offsets of W^l and b^l in theta, for l = 1..L (index l-1)."""
-    L = sizes.shape[0] - 1
-    w_offsets = np.empty(L, np.int64)
-    b_offsets = np.empty(L, np.int64)
+def _weight_offset(sizes, l):
+    """Offset of W^l in theta; b^l follows it, n^l n^(l-1) further on."""
+    # Recomputed on each use rather than tabulated: a table would be an allocation per call.
     offset = 0
-    for l in range(1, L + 1):
-        w_offsets[l - 1] = offset
-        offset += sizes[l] * sizes[l - 1]
-        b_offsets[l - 1] = offset
-        offset += sizes[l]
-    return w_offsets, b_offsets
+    for k in range(1, l):
+        offset += (sizes[k - 1] + 1) * sizes[k]
+    return offset
 
 
 @njit(cache=True)
-def _activation_offsets(sizes, m):
-    """Offsets of A^l in the activation buffer, for l = 1..L (index l-1), and its length."""
-    L = sizes.shape[0] - 1
-    offsets = np.empty(L, np.int64)
+def _activation_offset(sizes, m, l):
+    """Offset of A^l in the activation buffer."""
     offset = 0
-    for l in range(1, L + 1):
-        offsets[l - 1] = offset
-        offset += sizes[l] * m
-    return offsets, offset
+    for k in range(1, l):
+        offset += sizes[k] * m
+    return offset
+
+
+@njit(cache=True)
+def _weights(theta, sizes, l):
+    """W^l, a view of theta."""
+    return _matrix(theta, _weight_offset(sizes, l), sizes[l], sizes[l - 1])
+
+
+@njit(cache=True)
+def _biases(theta, sizes, l):
+    """b^l, a view of theta."""
+    start = _weight_offset(sizes, l) + sizes[l] * sizes[l - 1]
+    return theta[start : start + sizes[l]]
 
 
 def _transposed_length(sizes):
@@ -93,6 +98,8 @@ class Workspace:
         A^1..A^L, one after another.
     deltas : (2, max_l n^l m) array
         The two delta buffers (empty without `backward`).
+    squares : (n^L,) float64 array
+        sum_c (A^L_ic - Y_ic)^2 for each i, the terms of E (empty without `backward`).
     scratch : 1-D array
         (W^l)^T, then one packed block per thread.
     """
@@ -102,6 +109,7 @@ class Workspace:
         self.sizes, self.m, self.dtype, self.backward = tuple(sizes), int(m), np.dtype(dtype), backward
         self.activations = np.empty(sum(sizes[1:]) * m, dtype)
         self.deltas = np.empty((2, max(sizes[1:]) * m if backward else 0), dtype)
+        self.squares = np.empty(sizes[-1] if backward else 0, np.float64)
         # Sized for the most threads Numba can ever run, so set_num_threads cannot outgrow it.
         packing = tiled_kernels.scratch_length(max(sizes), numba.config.NUMBA_NUM_THREADS)
         self.scratch = np.empty((_transposed_length(sizes) if backward else 0) + packing, dtype)
@@ -167,14 +175,12 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tiled):
     """
     L = sizes.shape[0] - 1
     m = X.shape[1]
-    w_off, b_off = _parameter_offsets(sizes)
-    a_off, _ = _activation_offsets(sizes, m)
     parallel = _worth_threads(sizes, m)
     A_prev = X
     for l in range(1, L + 1):
-        W = _matrix(theta, w_off[l - 1], sizes[l], sizes[l - 1])
-        b = theta[b_off[l - 1] : b_off[l - 1] + sizes[l]]
-        A = _matrix(activations, a_off[l - 1], sizes[l], m)
+        W = _weights(theta, sizes, l)
+        b = _biases(theta, sizes, l)
+        A = _matrix(activations, _activation_offset(sizes, m, l), sizes[l], m)
         if tiled:
             tiled_kernels.forward_layer(W, b, codes[l - 1], A_prev, A, scratch, parallel)
         else:
@@ -192,14 +198,14 @@ def error_from_output(A_L, Y):
     same as the one `gradient_pass` returns.
     """
     n, m = A_L.shape
-    row_squares = np.empty(n, np.float64)
+    s = 0.0
     for i in range(n):
-        row_squares[i] = kernels._squared_error_row(A_L[i], Y[i])
-    return _sum_in_order(row_squares) / (2.0 * m)
+        s += kernels._squared_error_row(A_L[i], Y[i])
+    return s / (2.0 * m)
 
 
 @njit(cache=True)
-def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch, tiled):
+def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tiled):
     """E and the whole gradient: the forward pass, then back-propagation for l = L..1.
 
     Parameters
@@ -210,8 +216,8 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch,
         The targets.
     grad : (p,) array
         Output: dE/dW^l and dE/db^l, laid out like theta.
-    deltas, scratch
-        The delta buffers and the scratch buffer of a `Workspace` made with `backward`.
+    deltas, scratch, squares
+        The buffers of a `Workspace` made with `backward`.
 
     Returns
     -------
@@ -220,8 +226,6 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch,
     """
     L = sizes.shape[0] - 1
     m = X.shape[1]
-    w_off, b_off = _parameter_offsets(sizes)
-    a_off, _ = _activation_offsets(sizes, m)
     transposed_length = 0
     for l in range(2, L + 1):
         transposed_length = max(transposed_length, sizes[l] * sizes[l - 1])
@@ -230,29 +234,32 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch,
     parallel = _worth_threads(sizes, m)
 
     # dE/dA^L and E, then dE/dZ^L in place.
-    row_squares = np.empty(sizes[L], np.float64)
     delta = _matrix(deltas[0], 0, sizes[L], m)
-    A_L = _matrix(activations, a_off[L - 1], sizes[L], m)
-    kernels.output_delta(A_L, Y, delta, row_squares, parallel)
-    E = _sum_in_order(row_squares) / (2.0 * m)
+    A_L = _matrix(activations, _activation_offset(sizes, m, L), sizes[L], m)
+    kernels.output_delta(A_L, Y, delta, squares, parallel)
+    E = _sum_in_order(squares) / (2.0 * m)
     kernels.delta_to_z(codes[L - 1], A_L, delta, parallel)
 
     for l in range(L, 0, -1):
         # delta holds dE/dZ^l; the other buffer receives dE/dZ^(l-1).
-        A_prev = _matrix(activations, a_off[l - 2], sizes[l - 1], m) if l > 1 else X
+        A_prev = _matrix(activations, _activation_offset(sizes, m, l - 1), sizes[l - 1], m) if l > 1 else X
         delta = _matrix(deltas[(L - l) % 2], 0, sizes[l], m)
-        dW = _matrix(grad, w_off[l - 1], sizes[l], sizes[l - 1])
+        dW = _weights(grad, sizes, l)
         if tiled:
             tiled_kernels.weight_gradient(delta, A_prev, dW, parallel)
         else:
             kernels.weight_gradient(delta, A_prev, dW)
-        kernels.bias_gradient(delta, grad[b_off[l - 1] : b_off[l - 1] + sizes[l]], parallel)
+        kernels.bias_gradient(delta, _biases(grad, sizes, l), parallel)
         if l > 1:
-            W = _matrix(theta, w_off[l - 1], sizes[l], sizes[l - 1])
+            W = _weights(theta, sizes, l)
             previous = _matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
             if tiled:
                 W_T = _matrix(scratch, 0, sizes[l - 1], sizes[l])
-                W_T[...] = W.T
+                # Element by element: an array assignment from W.T would copy W first,
+                # because Numba cannot prove that the two do not overlap.
+                for i in range(sizes[l - 1]):
+                    for j in range(sizes[l]):
+                        W_T[i, j] = W[j, i]
                 tiled_kernels.hidden_delta_to_z(W_T, delta, codes[l - 2], A_prev, previous, packing, parallel)
             else:
                 kernels.hidden_delta(W, delta, previous)

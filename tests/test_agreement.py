@@ -60,7 +60,17 @@ def test_tiled_kernels_agree_with_the_plain_loops(name, sizes, m, dtype):
     def run(tiled):
         grad = np.empty_like(theta)
         E = passes.gradient_pass(
-            theta, sizes_array, codes, X, Y, grad, work.activations, work.deltas, work.scratch, tiled
+            theta,
+            sizes_array,
+            codes,
+            X,
+            Y,
+            grad,
+            work.activations,
+            work.deltas,
+            work.scratch,
+            work.squares,
+            tiled,
         )
         passes.forward_pass(theta, sizes_array, codes, X, work.activations, work.scratch, tiled)
         return E, grad, work.activations.copy()

@@ -1,0 +1,255 @@
+"""Time one gradient with every backend, each in a process of its own, and compare.
+
+The backends:
+
+- ``loops``: loopbp's Numba loop kernels, through a `Network` (flat parameters, buffers
+  kept from call to call);
+- ``einsum``: loopbp's NumPy einsum reference, the yardstick for speed-ups and agreement;
+- ``numpy``: the same formulas with NumPy ``@`` (BLAS), the baseline;
+- ``torch``: PyTorch CPU autograd, when PyTorch is installed;
+- ``jax``: ``jax.jit(jax.value_and_grad(E))`` on the CPU, when JAX is installed.
+
+Every backend runs in a fresh Python process (``python -m loopbp.compare``): Numba's
+OpenMP threads keep spinning after a parallel region and slow any BLAS in the same
+process, and each process times its first call (compilation, tracing, cache loads)
+apart from the samples. Each sample times a batch of calls lasting at least
+`SAMPLE_SECONDS`, and the median per call is reported. Every backend's gradient is
+compared with the einsum gradient on the same data, in its own process.
+
+``loopbp compare`` (``loopbp.cli``) prints what `run` returns.
+"""
+
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from . import einsum_reference
+from .agreement import gradient_difference
+from .network import Network
+
+#: Every backend `run` knows, in the order of the table.
+BACKENDS = ("loops", "einsum", "numpy", "torch", "jax")
+#: The backends that need a package loopbp does not depend on.
+OPTIONAL = {"torch": "torch", "jax": "jax"}
+#: Each timed sample batches calls until it lasts at least this long.
+SAMPLE_SECONDS = 0.02
+
+
+def installed(backend):
+    """Whether `backend` can run here (its optional package is importable)."""
+    package = OPTIONAL.get(backend)
+    return package is None or importlib.util.find_spec(package) is not None
+
+
+def default_backends():
+    """loops, einsum and numpy, plus torch and jax where they are installed."""
+    return tuple(b for b in BACKENDS if installed(b))
+
+
+def default_activations(L):
+    """Sigmoid hidden layers and an identity output, as in the series."""
+    return ("sigmoid",) * (L - 1) + ("identity",)
+
+
+def gradient_gflop(sizes, m):
+    """GFLOP in one gradient: 2 n^l n^(l-1) m for each of forward, dW and dA (no dA for l = 1)."""
+    flop = 0
+    for l in range(1, len(sizes)):
+        products = 3 if l > 1 else 2
+        flop += products * 2 * sizes[l] * sizes[l - 1] * m
+    return flop / 1e9
+
+
+def problem(sizes, m, activations, dtype, seed):
+    """The seeded network (series initialisation) and N(0, 1) data X, Y of one comparison."""
+    net = Network(sizes, activations, dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    X = rng.standard_normal((sizes[0], m)).astype(dtype)
+    Y = rng.standard_normal((sizes[-1], m)).astype(dtype)
+    return net, X, Y
+
+
+def _torch_gradient(net, X, Y):
+    import torch
+
+    functions = {"identity": lambda z: z, "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
+    W = [torch.from_numpy(w.copy()).requires_grad_() for w in net.W]
+    b = [torch.from_numpy(v.copy()).requires_grad_() for v in net.b]
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    m = X.shape[1]
+
+    def run():
+        A = Xt
+        for w, v, g in zip(W, b, net.activations):
+            A = functions[g](w @ A + v[:, None])
+        # E = 1/(2m) sum (A - Y)^2: MSELoss would divide by m n^L and drop the 1/2.
+        E = ((A - Yt) ** 2).sum() / (2 * m)
+        grads = torch.autograd.grad(E, W + b)
+        L = len(W)
+        return E.item(), [g.numpy() for g in grads[:L]], [g.numpy() for g in grads[L:]]
+
+    return run
+
+
+def _jax_gradient(net, X, Y):
+    import jax
+
+    jax.config.update("jax_enable_x64", net.dtype == np.float64)
+    import jax.numpy as jnp
+
+    functions = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}
+    m = X.shape[1]
+
+    def error(params, X, Y):
+        A = X
+        for (w, v), g in zip(params, net.activations):
+            A = functions[g](w @ A + v[:, None])
+        return jnp.sum((A - Y) ** 2) / (2 * m)
+
+    step = jax.jit(jax.value_and_grad(error))
+    params = [(jnp.asarray(w), jnp.asarray(v)) for w, v in zip(net.W, net.b)]
+    Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+
+    def run():
+        E, grads = step(params, Xj, Yj)
+        E = jax.block_until_ready(E)
+        return float(E), [np.asarray(g[0]) for g in grads], [np.asarray(g[1]) for g in grads]
+
+    return run
+
+
+def gradient_function(backend, net, X, Y):
+    """A function of no arguments that returns (E, dW, db) from `backend` for net, X, Y."""
+    if backend == "loops":
+        return lambda: net.gradient(X, Y)
+    if backend == "einsum":
+        return lambda: net.gradient(X, Y, backend="einsum")
+    if backend == "numpy":
+        W, b, acts = list(net.W), list(net.b), net.activations
+        return lambda: einsum_reference.gradient(W, b, X, Y, acts, matmul=True)
+    if backend == "torch":
+        return _torch_gradient(net, X, Y)
+    if backend == "jax":
+        return _jax_gradient(net, X, Y)
+    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+
+
+def measure(backend, sizes, m, activations, dtype, seed, repeat):
+    """Time `backend` in this process; see the module docstring.
+
+    Returns
+    -------
+    dict
+        ``first`` (seconds for the first call), ``median`` (seconds per call),
+        ``number`` (calls per sample) and ``difference`` (largest relative difference
+        from the einsum gradient).
+    """
+    net, X, Y = problem(sizes, m, activations, np.dtype(dtype), seed)
+    run = gradient_function(backend, net, X, Y)
+    start = time.perf_counter()
+    result = run()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    run()
+    once = time.perf_counter() - start
+    number = max(1, int(SAMPLE_SECONDS / max(once, 1e-7)))
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            run()
+        samples.append((time.perf_counter() - start) / number)
+    reference = net.gradient(X, Y, backend="einsum")
+    return {
+        "first": first,
+        "median": statistics.median(samples),
+        "number": number,
+        "difference": gradient_difference(result, reference),
+    }
+
+
+def _environment(threads):
+    env = dict(os.environ)
+    if threads is not None:
+        # Numba, OpenBLAS/MKL behind NumPy and PyTorch's intra-op pool all read these
+        # when the process starts.
+        for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(threads)
+    return env
+
+
+def run(backend, points, activations, dtype, seed=0, repeat=20, threads=None):
+    """Time `backend` on each (sizes, m) of `points` in one fresh process.
+
+    Parameters
+    ----------
+    backend : str
+        One of `BACKENDS`; it must be `installed`.
+    points : list of (sizes, m)
+        The networks to time, in order.
+    activations : sequence of str or None
+        One name per layer, or None for `default_activations` of each point.
+    dtype : {"float64", "float32"}
+    seed : int
+        Seeds each point's network and data (`problem`).
+    repeat : int
+        Timed samples per point.
+    threads : int or None
+        Threads for Numba, BLAS and PyTorch in that process; None leaves their defaults.
+
+    Returns
+    -------
+    list of dict
+        What `measure` returns, one per point.
+    """
+    request = {
+        "backend": backend,
+        "points": [[list(sizes), m] for sizes, m in points],
+        "activations": None if activations is None else list(activations),
+        "dtype": dtype,
+        "seed": seed,
+        "repeat": repeat,
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "loopbp.compare", json.dumps(request)],
+        capture_output=True,
+        text=True,
+        env=_environment(threads),
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the {backend} backend failed in its process:\n{out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _worker(request):
+    request = json.loads(request)
+    if request["backend"] == "torch" and "OMP_NUM_THREADS" in os.environ:
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    results = []
+    for sizes, m in request["points"]:
+        activations = request["activations"] or default_activations(len(sizes) - 1)
+        results.append(
+            measure(
+                request["backend"],
+                tuple(sizes),
+                m,
+                activations,
+                request["dtype"],
+                request["seed"],
+                request["repeat"],
+            )
+        )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1])
