@@ -1,6 +1,7 @@
 """Activations: stable sigmoid, ReLU'(0) = 0, the Numba rows against the NumPy versions,
 and float32 kernels that never compute in float64."""
 
+import math
 import re
 import warnings
 
@@ -142,3 +143,59 @@ def test_a_new_combination_of_activations_compiles_nothing_new():
     for combination in (["tanh", "relu"], ["relu", "sigmoid"], ["identity", "tanh"]):
         loopbp.gradient(W, b, X, Y, combination)
     assert [len(d.signatures) for d in dispatchers] == before
+
+
+@numba.njit
+def _exp_nonpositive_all(x):
+    out = np.empty_like(x)
+    for k in range(x.shape[0]):
+        out[k] = activations.exp_nonpositive(x[k])
+    return out
+
+
+@pytest.mark.parametrize("dtype,low", [(np.float64, -760.0), (np.float32, -110.0)])
+def test_exp_nonpositive_is_within_2_ulp_of_numpy(dtype, low):
+    # Every range sigmoid meets: the reduction's edges (multiples of ln 2 / 2), the
+    # subnormal results below about -708 (float64) or -87 (float32), and the underflow
+    # to 0 beyond -745 or -103.
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            np.linspace(low, 0.0, 200_001),
+            -rng.exponential(5.0, 100_000),
+            -np.arange(0, 1100) * np.log(2) / 2,
+            [0.0, -0.0, -1e-300, -np.finfo(dtype).tiny],
+        ]
+    ).astype(dtype)
+    x = x[x >= low]
+    ours, theirs = _exp_nonpositive_all(x), np.exp(x)
+    assert ours.dtype == dtype
+    # For non-negative floats the distance between the bit patterns, as integers, counts
+    # the representable numbers between them: the error in ulp (subnormals included).
+    bits = np.int64 if dtype == np.float64 else np.int32
+    ulps = np.abs(ours.view(bits).astype(np.int64) - theirs.view(bits).astype(np.int64))
+    assert ulps.max() <= 2, x[ulps.argmax()]
+    assert np.all((ours == 0) == (theirs == 0))
+    assert ours[x == 0].tolist() == [1.0] * int(np.sum(x == 0))
+
+
+def test_sigmoid_calls_no_libm_exp():
+    # The point of exp_nonpositive: no call into libm's exp, one element at a time, so
+    # that LLVM can vectorise the sigmoid loop. The control shows the pattern finds such
+    # a call when there is one.
+    # LLVM loads the address of libm's exp (expf for float32) and calls through a register.
+    calls_exp = re.compile(r"\$expf?\b|call\w*\s+expf?\b")
+
+    @numba.njit
+    def control(z):
+        for c in range(z.shape[0]):
+            z[c] = math.exp(z[c])
+
+    control(np.zeros(4))
+    assert calls_exp.search(next(iter(control.inspect_asm().values())))
+    # A fresh, uncached copy: Numba cannot show the code of a kernel loaded from its cache.
+    fresh = numba.njit(activations.activate_row.py_func)
+    for dtype in (np.float64, np.float32):
+        fresh(activations.SIGMOID, np.zeros(4, dtype))
+    for asm in fresh.inspect_asm().values():
+        assert not calls_exp.search(asm)
