@@ -92,7 +92,8 @@ def output_delta(A, Y, dA, row_squares, parallel=True):
             row_squares[i] = _output_delta_row(A[i], Y[i], dA[i])
 
 
-@njit(cache=True)
+# error_model="numpy": no zero-divisor branch in the loop (m >= 1), so it vectorises.
+@njit(cache=True, error_model="numpy")
 def _output_delta_row(a, y, d):
     # One row i of output_delta; returns sum_c (a_c - y_c)^2 in float64.
     m_t = a.dtype.type(a.shape[0])
