@@ -9,7 +9,6 @@ array is made.
 import numpy as np
 
 from .activations import activation_code
-from .passes import all_finite
 
 #: The float dtypes that loopbp computes in.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -64,10 +63,6 @@ def _check_rank(a, name, ndim, shape_text):
 
 
 def _check_finite(a, name):
-    # The compiled scan returns at the first non-finite entry and allocates nothing;
-    # only a failing array pays for finding where.
-    if all_finite(a.reshape(-1)):
-        return
     finite = np.isfinite(a)
     if not finite.all():
         where = tuple(int(k) for k in np.argwhere(~finite)[0])
