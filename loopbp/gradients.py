@@ -73,27 +73,18 @@ def _validated(W, b, X, Y, activations, backend):
 
 def _loops_output(theta, sizes, codes, X, workspace):
     """A^L from the loop kernels, as a view of the workspace's activations."""
-    passes.forward_pass(theta, sizes, codes, _kernel_array(X), workspace.activations, workspace.scratch, True)
+    passes.run_forward(theta, sizes, codes, _kernel_array(X), workspace)
     size = sizes[-1] * X.shape[1]
     return workspace.activations[workspace.activations.size - size :].reshape(sizes[-1], X.shape[1])
 
 
-def _loops_gradient(theta, sizes, codes, X, Y, workspace):
-    """E and the flat gradient from the loop kernels; X and Y already validated."""
-    grad = np.empty_like(theta)
-    E = passes.gradient_pass(
-        theta,
-        sizes,
-        codes,
-        _kernel_array(X),
-        _kernel_array(Y),
-        grad,
-        workspace.activations,
-        workspace.deltas,
-        workspace.scratch,
-        workspace.squares,
-        True,
-    )
+def _loops_gradient(theta, sizes, codes, X, Y, workspace, grad=None):
+    """E and the flat gradient (into `grad` if given) from the loop kernels; X and Y validated.
+
+    Raises ``ValueError`` if E or the gradient is not finite.
+    """
+    grad = np.empty_like(theta) if grad is None else grad
+    E = passes.run_gradient(theta, sizes, codes, _kernel_array(X), _kernel_array(Y), grad, workspace)
     if not (math.isfinite(E) and passes.all_finite(grad)):
         raise _overflow("gradient", theta.dtype)
     return float(E), grad

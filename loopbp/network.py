@@ -411,19 +411,7 @@ class _Stepper:
             work = self.workspaces.get(m)
             if work is None:
                 work = self.workspaces[m] = passes.Workspace(net.sizes, m, net.dtype)
-            E = passes.gradient_pass(
-                net.theta,
-                net._sizes,
-                net._codes,
-                X,
-                Y,
-                grad,
-                work.activations,
-                work.deltas,
-                work.scratch,
-                work.squares,
-                True,
-            )
+            E = passes.run_gradient(net.theta, net._sizes, net._codes, X, Y, grad, work)
             finite = math.isfinite(E) and passes.all_finite(grad)
         else:
             try:

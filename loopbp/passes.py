@@ -27,7 +27,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from . import kernels, tiled_kernels
+from . import kernels, thread_safety, tiled_kernels
 
 #: Below this many multiply-adds per gradient the tiled path runs in the calling thread:
 #: starting a parallel region costs about 3 us here, and a tiny network's gradient takes
@@ -142,17 +142,51 @@ def _sum_in_order(values):
     return s
 
 
-@njit(cache=True)
-def _worth_threads(sizes, m):
+def worth_threads(sizes, m):
     """Whether the network is big enough for parallel regions to pay (see SERIAL_BELOW)."""
-    work = 0
-    for l in range(1, sizes.shape[0]):
-        work += sizes[l] * sizes[l - 1] * m
-    return work >= SERIAL_BELOW
+    work = sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:])) * m
+    return work >= SERIAL_BELOW and thread_safety.threads_allowed()
+
+
+def run_forward(theta, sizes, codes, X, workspace):
+    """`forward_pass` with the tiled kernels into `workspace`, threaded when it pays."""
+    parallel = worth_threads(sizes, X.shape[1])
+    thread_safety.run(
+        forward_pass,
+        theta,
+        sizes,
+        codes,
+        X,
+        workspace.activations,
+        workspace.scratch,
+        True,
+        parallel=parallel,
+    )
+
+
+def run_gradient(theta, sizes, codes, X, Y, grad, workspace):
+    """`gradient_pass` with the tiled kernels in `workspace`, threaded when it pays; returns E."""
+    parallel = worth_threads(sizes, X.shape[1])
+    w = workspace
+    return thread_safety.run(
+        gradient_pass,
+        theta,
+        sizes,
+        codes,
+        X,
+        Y,
+        grad,
+        w.activations,
+        w.deltas,
+        w.scratch,
+        w.squares,
+        True,
+        parallel=parallel,
+    )
 
 
 @njit(cache=True)
-def forward_pass(theta, sizes, codes, X, activations, scratch, tiled):
+def forward_pass(theta, sizes, codes, X, activations, scratch, tiled, parallel):
     """Run the forward pass for l = 1..L, writing A^1, ..., A^L into `activations`.
 
     Parameters
@@ -172,10 +206,12 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tiled):
         `gradient_pass`.
     tiled : bool
         Use the tiled kernels (True) or the plain ones.
+    parallel : bool
+        Split the work among threads (see `worth_threads`); the result is bitwise the
+        same either way.
     """
     L = sizes.shape[0] - 1
     m = X.shape[1]
-    parallel = _worth_threads(sizes, m)
     A_prev = X
     for l in range(1, L + 1):
         W = _weights(theta, sizes, l)
@@ -205,12 +241,12 @@ def error_from_output(A_L, Y):
 
 
 @njit(cache=True)
-def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tiled):
+def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tiled, parallel):
     """E and the whole gradient: the forward pass, then back-propagation for l = L..1.
 
     Parameters
     ----------
-    theta, sizes, codes, X, activations, tiled
+    theta, sizes, codes, X, activations, tiled, parallel
         As in `forward_pass`.
     Y : (n^L, m) C-contiguous array
         The targets.
@@ -230,8 +266,7 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch,
     for l in range(2, L + 1):
         transposed_length = max(transposed_length, sizes[l] * sizes[l - 1])
     packing = scratch[transposed_length:]
-    forward_pass(theta, sizes, codes, X, activations, packing, tiled)
-    parallel = _worth_threads(sizes, m)
+    forward_pass(theta, sizes, codes, X, activations, packing, tiled, parallel)
 
     # dE/dA^L and E, then dE/dZ^L in place.
     delta = _matrix(deltas[0], 0, sizes[L], m)

@@ -71,8 +71,9 @@ def test_tiled_kernels_agree_with_the_plain_loops(name, sizes, m, dtype):
             work.scratch,
             work.squares,
             tiled,
+            True,
         )
-        passes.forward_pass(theta, sizes_array, codes, X, work.activations, work.scratch, tiled)
+        passes.forward_pass(theta, sizes_array, codes, X, work.activations, work.scratch, tiled, True)
         return E, grad, work.activations.copy()
 
     E_plain, grad_plain, A_plain = run(False)

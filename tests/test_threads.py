@@ -1,5 +1,10 @@
 """Determinism: 1 thread and N threads, and run after run, give bitwise equal results."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numba
 import numpy as np
 import pytest
@@ -54,8 +59,8 @@ def test_both_paths_are_exercised_by_the_test_table():
     # shapes of the agreement table cover both sides of passes.SERIAL_BELOW.
     from loopbp import passes
 
-    assert not passes._worth_threads(np.array([2, 8, 8, 1]), 100)
-    assert passes._worth_threads(np.array([64, 128, 128, 10]), 200)
+    assert not passes.worth_threads((2, 8, 8, 1), 100)
+    assert passes.worth_threads((64, 128, 128, 10), 200)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -89,3 +94,103 @@ def test_serial_and_parallel_kernels_are_bitwise_equal(dtype):
 
     for x, y in zip(run(True), run(False)):
         assert x.tobytes() == y.tobytes()
+
+
+@pytest.mark.skipif(N_THREADS < 2, reason="needs at least 2 Numba threads")
+@pytest.mark.parametrize("batch_size", [None, 64])
+def test_fit_one_thread_equals_n_threads(batch_size):
+    W, b, X, Y, acts = make_problem((64, 128, 128, 10), 300, activations_for("cycle", 3))
+    results = []
+    for threads in (1, N_THREADS):
+        net = loopbp.Network.from_parameters(W, b, acts)
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            history = net.fit(X, Y, learning_rate=0.05, epochs=5, batch_size=batch_size, progress=False)
+        finally:
+            numba.set_num_threads(previous)
+        results.append((history.tobytes(), net.theta.tobytes()))
+    assert results[0] == results[1]
+
+
+# Several Python threads at once, each checking its results bit for bit against a
+# single-threaded reference: the big network runs parallel regions, the tiny one runs
+# in the calling thread, and fit updates each thread's own network.
+_CONCURRENT = textwrap.dedent(
+    """
+    import threading, numpy as np, loopbp
+    big = loopbp.Network([64, 128, 128, 10], ["sigmoid", "tanh", "identity"], seed=0)
+    tiny = loopbp.Network([2, 8, 8, 1], ["sigmoid", "relu", "identity"], seed=0)
+    rng = np.random.default_rng(0)
+    data = {net: (rng.standard_normal((net.sizes[0], 300)), rng.standard_normal((net.sizes[-1], 300)))
+            for net in (big, tiny)}
+    reference = {net: net.gradient(*data[net]) for net in data}
+    trained = loopbp.Network([64, 128, 128, 10], ["sigmoid", "tanh", "identity"], seed=0)
+    fit_reference = trained.fit(*data[big], learning_rate=0.01, epochs=3, progress=False)
+    failures = []
+
+    def same(a, b):
+        return a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1] + a[2], b[1] + b[2]))
+
+    def work(k):
+        for _ in range(15):
+            net = (big, tiny)[k % 2]
+            X, Y = data[net]
+            if not same(net.gradient(X, Y), reference[net]):
+                failures.append(("method", k))
+            if not same(loopbp.gradient(list(net.W), list(net.b), X, Y, net.activations), reference[net]):
+                failures.append(("function", k))
+        own = loopbp.Network([64, 128, 128, 10], ["sigmoid", "tanh", "identity"], seed=0)
+        history = own.fit(*data[big], learning_rate=0.01, epochs=3, progress=False)
+        if not np.array_equal(history, fit_reference):
+            failures.append(("fit", k))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(failures)
+    """
+)
+
+
+@pytest.mark.parametrize("layer", [None, "workqueue"])
+def test_concurrent_python_threads(layer):
+    # Numba's workqueue layer aborts the whole process when two threads start parallel
+    # regions at once; loopbp's lock (loopbp.thread_safety) must prevent that.
+    env = dict(os.environ)
+    if layer is not None:
+        env["NUMBA_THREADING_LAYER"] = layer
+    out = subprocess.run(
+        [sys.executable, "-c", _CONCURRENT], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_can_compute():
+    # GNU OpenMP cannot start threads in a child forked after it started (Numba kills
+    # such a child); loopbp runs the child's calls in the calling thread instead.
+    script = textwrap.dedent(
+        """
+        import os, numpy as np, loopbp
+        net = loopbp.Network([64, 128, 128, 10], ["sigmoid", "sigmoid", "identity"], seed=0)
+        X = np.random.default_rng(0).standard_normal((64, 500))
+        Y = np.zeros((10, 500))
+        E, dW, db = net.gradient(X, Y)
+        pid = os.fork()
+        if pid == 0:
+            E2, dW2, db2 = net.gradient(X, Y)
+            history = net.fit(X, Y, learning_rate=0.01, epochs=2, progress=False)
+            same = E2 == E and all(np.array_equal(a, b) for a, b in zip(dW + db, dW2 + db2))
+            os._exit(0 if same and np.all(np.isfinite(history)) else 3)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "0", out.stderr[-2000:]

@@ -1,0 +1,55 @@
+"""When the loop kernels may start parallel regions, and how concurrent callers are kept apart.
+
+Numba runs ``prange`` loops on one of three threading layers, chosen when the first
+parallel region starts (TBB if installed, else OpenMP, else its own "workqueue"; the
+environment variable ``NUMBA_THREADING_LAYER`` overrides the choice). loopbp works under
+each of them, by two rules:
+
+- **One parallel call at a time.** The workqueue layer aborts the process if two Python
+  threads start parallel regions at once. loopbp therefore holds a process-wide lock
+  while a call of its runs with threads; under OpenMP and TBB this also keeps two
+  callers from each starting a full team of threads on the same cores. Tiny networks,
+  which run in the calling thread (``passes.SERIAL_BELOW``), take no lock and run
+  concurrently.
+- **Serial after fork.** GNU OpenMP cannot start threads in a child forked from a
+  process that has used it (Numba terminates such a child). In a child forked after the
+  OpenMP layer started, loopbp runs every call in the calling thread. The results are
+  bitwise the same, since the serial and parallel paths do the same arithmetic.
+"""
+
+import os
+import threading
+
+import numba
+
+_lock = threading.Lock()
+_serial_only = False
+
+
+def threads_allowed():
+    """Whether this process may start parallel regions (False in a child forked after OpenMP)."""
+    return not _serial_only
+
+
+def run(kernel, *args, parallel):
+    """kernel(*args, parallel), under the process-wide lock when `parallel`."""
+    if not parallel:
+        return kernel(*args, False)
+    with _lock:
+        return kernel(*args, True)
+
+
+def _after_fork_in_child():
+    global _lock, _serial_only
+    # The parent's lock may have been held by a thread that does not exist here.
+    _lock = threading.Lock()
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel region has run yet: the child may start them
+        return
+    if layer == "omp":
+        _serial_only = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
