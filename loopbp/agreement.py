@@ -39,9 +39,27 @@ def relative_difference(a, b):
     return diff / scale if scale > 0 else diff
 
 
-def gradient_difference(result, reference):
-    """The worst `relative_difference` over E and every dW^l and db^l of two gradients."""
+def gradient_difference(result, reference, *, per_array=True):
+    """The worst relative difference between two gradients (E, dW, db).
+
+    With `per_array` (the default) each of E, dW^l and db^l is judged on its own scale:
+    the worst `relative_difference` over them. Otherwise every dW^l and db^l is judged on
+    the scale of the whole gradient (its largest entry), and E on its own.
+
+    The per-array measure is the strict one, but it cannot hold in float32 for an array
+    whose entries are sums that cancel: if a sum of terms of size 1 comes to 1e-3, its
+    float32 rounding error is about 1e-3 of the result itself, whatever order it is
+    summed in. ``tests/test_properties.py`` met such a network (recorded there), where the
+    float32 einsum and loops gradients of the first layer were 5e-6 and 1e-5 away from
+    the exact one; it judges float32 on the scale of the whole gradient.
+    """
     E, dW, db = result
     E_ref, dW_ref, db_ref = reference
-    pairs = [(E, E_ref)] + list(zip(dW, dW_ref)) + list(zip(db, db_ref))
-    return max(relative_difference(x, y) for x, y in pairs)
+    arrays = list(zip(dW, dW_ref)) + list(zip(db, db_ref))
+    if per_array:
+        return max(relative_difference(x, y) for x, y in [(E, E_ref)] + arrays)
+    scale = max(float(np.max(np.abs(np.asarray(y, dtype=np.float64)))) for _, y in arrays)
+    diff = max(
+        float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))) for x, y in arrays
+    )
+    return max(relative_difference(E, E_ref), diff / scale if scale > 0 else diff)

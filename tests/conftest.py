@@ -1,6 +1,7 @@
 """Hypothesis profiles: "fast" (the default, derandomised, for every run) and "long".
 
-Choose with ``LOOPBP_HYPOTHESIS=long pytest`` for a longer, random search.
+Choose with ``LOOPBP_HYPOTHESIS=long pytest`` for a longer, random search, or "coverage"
+for the run without JIT (README, "Tests").
 """
 
 import os
@@ -22,4 +23,6 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
 )
+# The kernel-coverage run (NUMBA_DISABLE_JIT=1, pure Python): a few small examples.
+settings.register_profile("coverage", max_examples=5, deadline=None, derandomize=True)
 settings.load_profile(os.environ.get("LOOPBP_HYPOTHESIS", "fast"))

@@ -1,6 +1,8 @@
 """Seeded networks and data shared by the tests."""
 
+import numba
 import numpy as np
+import pytest
 
 from loopbp import ACTIVATIONS
 
@@ -50,3 +52,10 @@ def make_problem(sizes, m, activations, dtype=np.float64, seed=0):
     X = rng.standard_normal((sizes[0], m)).astype(dtype)
     Y = rng.standard_normal((sizes[-1], m)).astype(dtype)
     return W, b, X, Y, list(activations)
+
+
+#: For tests that read compiled code, count compilations or time threads: with
+#: NUMBA_DISABLE_JIT=1 (the coverage run of the kernels) there is no compiled code.
+needs_jit = pytest.mark.skipif(
+    numba.config.DISABLE_JIT, reason="inspects compiled code or threads; NUMBA_DISABLE_JIT is set"
+)

@@ -8,6 +8,7 @@ import warnings
 import numba
 import numpy as np
 import pytest
+from problems import needs_jit
 
 import loopbp
 from loopbp import activations, kernels, passes, tiled_kernels
@@ -97,6 +98,7 @@ KERNELS = [
 ]
 
 
+@needs_jit
 def test_float32_kernels_do_no_float64_arithmetic():
     # Compile fresh, uncached copies of the kernels for float32 and read their LLVM IR:
     # a float64 literal or a float64 temporary would show as fpext or double arithmetic.
@@ -130,6 +132,7 @@ def test_float32_kernels_do_no_float64_arithmetic():
         assert not re.search(r"\b(fadd|fsub|fmul|fdiv)( \w+)* double\b", ir), kernel.__name__
 
 
+@needs_jit
 def test_a_new_combination_of_activations_compiles_nothing_new():
     # Activations reach the kernels as integer codes (data), so the compiled versions
     # depend on the dtype alone.
@@ -179,6 +182,7 @@ def test_exp_nonpositive_is_within_2_ulp_of_numpy(dtype, low):
     assert ours[x == 0].tolist() == [1.0] * int(np.sum(x == 0))
 
 
+@needs_jit
 def test_sigmoid_calls_no_libm_exp():
     # The point of exp_nonpositive: no call into libm's exp, one element at a time, so
     # that LLVM can vectorise the sigmoid loop. The control shows the pattern finds such

@@ -44,12 +44,19 @@ def _problem(sizes, m, acts, dtype, seed):
 @given(networks())
 @example(((1, 1), 1, ("relu",), np.float64, 0))
 @example(((64,) * 7, 300, ("tanh",) * 6, np.float32, 1))
+# Found by the long profile: W^1's gradient is a float32 sum over 47 units that cancels
+# to about 1e-4 of its terms, so each backend is 5e-6 to 1e-5 off the exact value on
+# that array's own scale (see agreement.gradient_difference).
+@example(((1, 1, 47, 29, 1), 1, ("identity", "identity", "sigmoid", "identity"), np.float32, 674603808))
 def test_loops_equal_einsum_and_the_three_functions_agree(case):
     net, X, Y = _problem(*case)
     dtype = np.dtype(case[3])
     loops = net.gradient(X, Y)
     reference = net.gradient(X, Y, backend="einsum")
-    assert gradient_difference(loops, reference) <= TOLERANCE[dtype]
+    # float64 on each array's own scale; float32, whose per-array error cannot be bounded
+    # where sums cancel, on the scale of the whole gradient.
+    per_array = dtype == np.float64
+    assert gradient_difference(loops, reference, per_array=per_array) <= TOLERANCE[dtype]
     assert all(g.dtype == dtype for g in loops[1] + loops[2])
 
     # E from error() is the same sum, in the same order, as gradient()'s.

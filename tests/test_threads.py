@@ -8,7 +8,7 @@ import textwrap
 import numba
 import numpy as np
 import pytest
-from problems import activations_for, make_problem
+from problems import activations_for, make_problem, needs_jit
 
 import loopbp
 
@@ -155,6 +155,7 @@ _CONCURRENT = textwrap.dedent(
 )
 
 
+@needs_jit
 @pytest.mark.parametrize("layer", [None, "workqueue"])
 def test_concurrent_python_threads(layer):
     # Numba's workqueue layer aborts the whole process when two threads start parallel
@@ -169,6 +170,7 @@ def test_concurrent_python_threads(layer):
     assert out.stdout.strip() == "[]"
 
 
+@needs_jit
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_can_compute():
     # GNU OpenMP cannot start threads in a child forked after it started (Numba kills

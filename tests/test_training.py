@@ -8,6 +8,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from problems import needs_jit
 
 import loopbp
 from loopbp.examples import sine_data
@@ -188,6 +189,7 @@ def test_a_step_allocates_no_numpy_arrays():
         assert peak - growth[0] < smallest_array / 10
 
 
+@needs_jit
 def test_kernels_allocate_nothing_per_step():
     # Numba's own allocation counter (NUMBA_NRT_STATS, read at start-up, so in a child
     # process). Each call from Python wraps each array argument once; anything more per

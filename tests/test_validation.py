@@ -290,3 +290,60 @@ def test_overflow_raises_instead_of_returning_inf_or_nan(name, dtype, weight, x,
     }
     with pytest.raises(ValueError, match=f"overflowed in {np.dtype(dtype)}"):
         _call(function, p, backend)
+
+
+def _same_arrays(xs, ys):
+    return len(xs) == len(ys) and all(
+        isinstance(x, np.ndarray)
+        and isinstance(y, np.ndarray)
+        and x.dtype == y.dtype
+        and np.array_equal(x, y)
+        for x, y in zip(xs, ys)
+    )
+
+
+def _changes_only_data(make):
+    p, q = make(), _problem()
+    return (
+        _same_arrays(p["W"], q["W"]) and _same_arrays(p["b"], q["b"]) and p["activations"] == q["activations"]
+    )
+
+
+DATA_CASES = [c for c in BAD_INPUTS if _changes_only_data(c[1])]
+
+
+def _network_calls(net, p, backend):
+    return {
+        "gradient": lambda: net.gradient(p["X"], p["Y"], backend=backend),
+        "error": lambda: net.error(p["X"], p["Y"], backend=backend),
+        "forward": lambda: net.forward(p["X"], backend=backend),
+        "fit": lambda: net.fit(p["X"], p["Y"], learning_rate=0.1, epochs=1, backend=backend, progress=False),
+    }
+
+
+@pytest.mark.parametrize("backend", loopbp.BACKENDS)
+@pytest.mark.parametrize("method", ["gradient", "error", "forward", "fit"])
+@pytest.mark.parametrize("name,make,exception,message", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_network_methods_reject_bad_data(name, make, exception, message, method, backend):
+    if method == "forward" and name in FORWARD_IRRELEVANT:
+        pytest.skip("forward takes no Y")
+    p = make()
+    net = loopbp.Network.from_parameters(p["W"], p["b"], p["activations"])
+    before = net.theta.copy()
+    with pytest.raises(exception) as info:
+        _network_calls(net, p, backend)[method]()
+    assert message in str(info.value)
+    np.testing.assert_array_equal(net.theta, before)
+
+
+def test_network_methods_reject_unknown_backend():
+    p = _problem()
+    net = loopbp.Network.from_parameters(p["W"], p["b"], p["activations"])
+    for call in _network_calls(net, p, "fortran").values():
+        with pytest.raises(ValueError, match="backend must be one of"):
+            call()
+
+
+def test_data_cases_cover_x_and_y():
+    assert len(DATA_CASES) >= 10
+    assert any("X" in c[3] for c in DATA_CASES) and any("Y" in c[3] for c in DATA_CASES)
