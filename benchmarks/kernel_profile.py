@@ -1,0 +1,116 @@
+"""Time each kernel of one gradient, layer by layer: where a case's time goes.
+
+Usage::
+
+    python benchmarks/kernel_profile.py mnist [--dtype float32] [--threads 1] [--repeat 5]
+
+It calls the same kernels, in the same order and with the same buffers, as
+``loopbp.passes.gradient_pass`` does, one at a time from Python, and prints each one's
+median time and its GFLOP/s (for the three contractions). The sum comes out a little
+above a whole gradient's time because of the calls from Python.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numba
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+import loopbp  # noqa: E402
+from loopbp import kernels, passes, tiled_kernels  # noqa: E402
+
+
+def _median_time(call, repeat):
+    call()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("case", choices=list(common.CASES))
+    parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    parser.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args(argv)
+    numba.set_num_threads(args.threads)
+
+    sizes, m = common.CASES[args.case]
+    W, b, X, Y, acts = common.problem(sizes, m, args.dtype)
+    net = loopbp.Network.from_parameters(W, b, acts)
+    work = passes.Workspace(sizes, m, net.dtype)
+    grad = np.empty_like(net.theta)
+    parallel = passes.worth_threads(sizes, m)
+    L = len(sizes) - 1
+    S = net._sizes
+    A = [X] + [
+        passes._matrix(work.activations, passes._activation_offset(S, m, l), sizes[l], m)
+        for l in range(1, L + 1)
+    ]
+    transposed = max((sizes[l] * sizes[l - 1] for l in range(2, L + 1)), default=0)
+    packing = work.scratch[transposed:]
+    rows = []
+
+    def add(name, call, flop=None):
+        seconds = _median_time(call, args.repeat)
+        rows.append((name, seconds, flop / seconds / 1e9 if flop else None))
+
+    for l in range(1, L + 1):
+        add(
+            f"forward l={l} ({sizes[l]}x{sizes[l - 1]})",
+            lambda l=l: tiled_kernels.forward_layer(
+                net.W[l - 1], net.b[l - 1], net._codes[l - 1], A[l - 1], A[l], packing, parallel
+            ),
+            2 * sizes[l] * sizes[l - 1] * m,
+        )
+    deltas = [passes._matrix(work.deltas[k], 0, max(sizes[1:]), m) for k in range(2)]
+    delta_L = deltas[0][: sizes[L]]
+    add("dE/dA^L, E", lambda: kernels.output_delta(A[L], Y, delta_L, work.squares, parallel))
+    add("dE/dZ^L = dE/dA^L g'", lambda: kernels.delta_to_z(net._codes[L - 1], A[L], delta_L, parallel))
+    for l in range(L, 0, -1):
+        delta = deltas[(L - l) % 2][: sizes[l]]
+        dW = passes._weights(grad, S, l)
+        add(
+            f"dE/dW^{l} ({sizes[l]}x{sizes[l - 1]})",
+            lambda delta=delta, dW=dW, l=l: tiled_kernels.weight_gradient(delta, A[l - 1], dW, parallel),
+            2 * sizes[l] * sizes[l - 1] * m,
+        )
+        add(
+            f"dE/db^{l}",
+            lambda delta=delta, l=l: kernels.bias_gradient(delta, passes._biases(grad, S, l), parallel),
+        )
+        if l > 1:
+            W_T = np.ascontiguousarray(net.W[l - 1].T)
+            previous = deltas[(L - l + 1) % 2][: sizes[l - 1]]
+            add(
+                f"dE/dZ^{l - 1} ({sizes[l - 1]}x{sizes[l]})",
+                lambda W_T=W_T, delta=delta, previous=previous, l=l: tiled_kernels.hidden_delta_to_z(
+                    W_T, delta, net._codes[l - 2], A[l - 1], previous, packing, parallel
+                ),
+                2 * sizes[l] * sizes[l - 1] * m,
+            )
+    whole = _median_time(lambda: net.gradient(X, Y), args.repeat)
+    total = sum(seconds for _, seconds, _ in rows)
+    print(f"{args.case} {args.dtype}, {args.threads} threads, median of {args.repeat}")
+    for name, seconds, gflops in rows:
+        rate = f"{gflops:7.1f} GFLOP/s" if gflops else ""
+        print(f"{name:<32} {seconds * 1e3:9.3f} ms {100 * seconds / total:5.1f}%  {rate}")
+    print(f"{'sum of the kernels':<32} {total * 1e3:9.3f} ms")
+    print(
+        f"{'whole Network.gradient':<32} {whole * 1e3:9.3f} ms, {common.gflop(sizes, m) / whole:.1f} GFLOP/s"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
