@@ -4,10 +4,11 @@ Usage::
 
     python benchmarks/kernel_profile.py mnist [--dtype float32] [--threads 1] [--repeat 5]
 
-It calls the same kernels, in the same order and with the same buffers, as
-``loopbp.passes.gradient_pass`` does, one at a time from Python, and prints each one's
-median time and its GFLOP/s (for the three contractions). The sum comes out a little
-above a whole gradient's time because of the calls from Python.
+This is a tool, not an asv benchmark (it defines none). It calls the same kernels, in
+the same order and with the same buffers, as ``loopbp.passes.gradient_pass`` does, one
+at a time from Python, and prints each one's median time and its GFLOP/s (for the three
+contractions). The sum comes out a little above a whole gradient's time because of the
+calls from Python.
 """
 
 import argparse
@@ -22,9 +23,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
-
-import loopbp  # noqa: E402
-from loopbp import kernels, passes, tiled_kernels  # noqa: E402
 
 
 def _median_time(call, repeat):
@@ -45,6 +43,10 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     numba.set_num_threads(args.threads)
+    # Imported here, not at the top: asv imports every module of benchmarks/ when it
+    # runs older commits, which lack these modules.
+    import loopbp
+    from loopbp import kernels, passes, tiled_kernels
 
     sizes, m = common.CASES[args.case]
     W, b, X, Y, acts = common.problem(sizes, m, args.dtype)
