@@ -86,3 +86,13 @@ def test_tiled_kernels_agree_with_the_plain_loops(name, sizes, m, dtype):
         assert relative_difference(dW_tiled[k], dW_plain[k]) <= tol
         assert relative_difference(db_tiled[k], db_plain[k]) <= tol
     assert relative_difference(A_tiled, A_plain) <= tol
+
+
+def test_relative_difference_edge_cases():
+    from loopbp.agreement import relative_difference
+
+    assert relative_difference(np.zeros(0), np.zeros(0)) == 0.0
+    assert relative_difference(np.array([1e-3]), np.zeros(1)) == 1e-3  # b all zero: absolute
+    assert relative_difference(np.array([1.0, 2.5]), np.array([1.0, 2.0])) == 0.5 / 2.0
+    with pytest.raises(ValueError, match="same shape"):
+        relative_difference(np.zeros(2), np.zeros(3))

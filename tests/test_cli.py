@@ -170,6 +170,7 @@ def test_train_digits_reports_test_accuracy(capsys):
     "args,message",
     [
         (["train", "sine", "--learning-rate", "-1"], "expected a positive number"),
+        (["train", "sine", "--learning-rate", "fast"], "expected a positive number, got 'fast'"),
         (["train", "sine", "--epochs", "0"], "expected a positive integer"),
         (["train", "mnist"], "invalid choice"),
         (["train", "digits", "--hidden", "x"], "expected a positive integer"),
@@ -180,3 +181,12 @@ def test_train_rejects_bad_flags(args, message, capsys):
         cli.main(args)
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_compare_reports_a_backend_that_fails(monkeypatch, capsys):
+    def failing(backend, *args, **kwargs):
+        raise RuntimeError(f"the {backend} backend failed in its process:\nboom")
+
+    monkeypatch.setattr(compare, "run", failing)
+    assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 1
+    assert "the loops backend failed in its process" in capsys.readouterr().err

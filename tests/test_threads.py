@@ -197,3 +197,47 @@ def test_a_forked_child_can_compute():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "0", out.stderr[-2000:]
+
+
+def test_run_locks_only_parallel_calls(monkeypatch):
+    from loopbp import thread_safety
+
+    events = []
+
+    class RecordingLock:
+        def __enter__(self):
+            events.append("lock")
+
+        def __exit__(self, *exc):
+            events.append("unlock")
+
+    monkeypatch.setattr(thread_safety, "_lock", RecordingLock())
+    assert thread_safety.run(lambda x, parallel: (x, parallel), 1, parallel=False) == (1, False)
+    assert events == []
+    assert thread_safety.run(lambda x, parallel: (x, parallel), 2, parallel=True) == (2, True)
+    assert events == ["lock", "unlock"]
+
+
+@pytest.mark.parametrize("layer,serial", [("omp", True), ("tbb", False), ("workqueue", False), (None, False)])
+def test_after_fork_only_openmp_turns_threads_off(monkeypatch, layer, serial):
+    from loopbp import passes, thread_safety
+
+    def threading_layer():
+        if layer is None:
+            raise ValueError("no parallel region has run yet")
+        return layer
+
+    monkeypatch.setattr(thread_safety, "_serial_only", False)
+    monkeypatch.setattr(thread_safety, "_lock", thread_safety._lock)
+    monkeypatch.setattr(thread_safety.numba, "threading_layer", threading_layer)
+    thread_safety._after_fork_in_child()
+    assert thread_safety.threads_allowed() is not serial
+    assert passes.worth_threads((64, 128, 128, 10), 1000) is not serial
+
+
+def test_too_short_scratch_is_an_error():
+    from loopbp import tiled_kernels
+
+    W, A_prev = np.ones((3, 5)), np.ones((5, 40))
+    with pytest.raises(ValueError, match="scratch is too short"):
+        tiled_kernels.forward_layer(W, np.zeros(3), 0, A_prev, np.empty((3, 40)), np.empty(10), False)

@@ -219,3 +219,18 @@ def test_kernels_allocate_nothing_per_step():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
     tiny, larger = eval(out.stdout)
     assert tiny == larger
+
+
+def test_progress_bar_on_a_terminal(monkeypatch, capsys):
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    X, Y = sine_data()
+    history = _sine_network().fit(X, Y, learning_rate=0.1, epochs=400, progress=True)
+    err = capsys.readouterr().err
+    assert "400/400" in err and "epoch" in err and f"E={history[-1]:.4g}" in err
+
+
+def test_no_progress_bar_off_a_terminal(capsys):
+    X, Y = sine_data()
+    _sine_network().fit(X, Y, learning_rate=0.1, epochs=5, progress=True)
+    assert capsys.readouterr().err == ""
