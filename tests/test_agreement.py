@@ -96,3 +96,21 @@ def test_relative_difference_edge_cases():
     assert relative_difference(np.array([1.0, 2.5]), np.array([1.0, 2.0])) == 0.5 / 2.0
     with pytest.raises(ValueError, match="same shape"):
         relative_difference(np.zeros(2), np.zeros(3))
+
+
+def test_functions_keep_only_small_workspaces():
+    from loopbp import gradients
+
+    rng = np.random.default_rng(0)
+    for sizes, m, kept in [((3, 4, 2), 9, True), ((10, 1000), 1100, False)]:
+        W = [rng.standard_normal((sizes[1], sizes[0]))] + [
+            rng.standard_normal((o, i)) for i, o in zip(sizes[1:-1], sizes[2:])
+        ]
+        b = [np.zeros(n) for n in sizes[1:]]
+        acts = ["tanh"] * (len(sizes) - 1)
+        X, Y = rng.standard_normal((sizes[0], m)), rng.standard_normal((sizes[-1], m))
+        first = loopbp.gradient(W, b, X, Y, acts)
+        second = loopbp.gradient(W, b, X, Y, acts)
+        assert first[0] == second[0] and all(np.array_equal(x, y) for x, y in zip(first[1], second[1]))
+        key = (sizes, m, np.dtype(np.float64), True)
+        assert (key in gradients._kept_workspaces) == kept
