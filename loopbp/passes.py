@@ -290,11 +290,7 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch,
             previous = _matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
             if tiled:
                 W_T = _matrix(scratch, 0, sizes[l - 1], sizes[l])
-                # Element by element: an array assignment from W.T would copy W first,
-                # because Numba cannot prove that the two do not overlap.
-                for i in range(sizes[l - 1]):
-                    for j in range(sizes[l]):
-                        W_T[i, j] = W[j, i]
+                tiled_kernels.transpose(W, W_T)
                 tiled_kernels.hidden_delta_to_z(W_T, delta, codes[l - 2], A_prev, previous, packing, parallel)
             else:
                 kernels.hidden_delta(W, delta, previous)

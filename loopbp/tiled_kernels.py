@@ -117,6 +117,23 @@ def _dot_rows(P, Q, C, k0, k1, accumulate):
 
 
 @njit(cache=True)
+def transpose(W, W_T):
+    """W_T[i, j] = W[j, i], in square blocks.
+
+    Element by element down a column of W, each read would touch another row and, for
+    wide layers, another page; in blocks of 32 x 32 the 32 rows being read stay in cache
+    while their next columns are used. (An array assignment ``W_T[...] = W.T`` would first
+    copy W, because Numba cannot prove that the two do not overlap.)
+    """
+    n_rows, n_cols = W.shape
+    for j0 in range(0, n_rows, ROW_BLOCK):
+        for i0 in range(0, n_cols, ROW_BLOCK):
+            for i in range(i0, min(i0 + ROW_BLOCK, n_cols)):
+                for j in range(j0, min(j0 + ROW_BLOCK, n_rows)):
+                    W_T[i, j] = W[j, i]
+
+
+@njit(cache=True)
 def _pack_columns(A, c0, cn, packed):
     """packed[s, j] = A[j, c0 + s] for s < cn: a block of samples with j contiguous."""
     for j in range(A.shape[0]):
