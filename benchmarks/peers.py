@@ -23,12 +23,8 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
-
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -42,94 +38,31 @@ PEERS = ["numpy", "einsum", "torch", "jax"]
 def _gradient_function(system, W, b, X, Y, acts, dtype):
     """A zero-argument function that returns (E, dW, db) as NumPy values."""
     import loopbp
+    from loopbp import compare
 
-    if system in ("loops", "einsum"):
-        return lambda: loopbp.gradient(W, b, X, Y, acts, backend=system)
-    if system == "network":
-        # The same loops through a Network, which holds its parameters flat and reuses
-        # its buffers from call to call.
-        net = loopbp.Network.from_parameters(W, b, acts)
-        return lambda: net.gradient(X, Y)
-    if system == "numpy":
-        return lambda: common.matmul_gradient(W, b, X, Y, acts)
-    if system == "torch":
-        import torch
-
-        Wt = [torch.from_numpy(w.copy()).requires_grad_() for w in W]
-        bt = [torch.from_numpy(v.copy()).requires_grad_() for v in b]
-        Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
-        m = X.shape[1]
-
-        def run():
-            A = Xt
-            for w, v, g in zip(Wt, bt, acts):
-                Z = w @ A + v[:, None]
-                A = torch.sigmoid(Z) if g == "sigmoid" else Z
-            # E = 1/(2m) sum (A - Y)^2 (MSELoss would divide by m n^L and drop the 1/2).
-            E = ((A - Yt) ** 2).sum() / (2 * m)
-            grads = torch.autograd.grad(E, Wt + bt)
-            return E.item(), [g.numpy() for g in grads[: len(Wt)]], [g.numpy() for g in grads[len(Wt) :]]
-
-        return run
-    if system == "jax":
-        import jax
-
-        jax.config.update("jax_enable_x64", dtype == "float64")
-        import jax.numpy as jnp
-
-        m = X.shape[1]
-
-        def loss(params, X, Y):
-            A = X
-            for (w, v), g in zip(params, acts):
-                Z = w @ A + v[:, None]
-                A = jax.nn.sigmoid(Z) if g == "sigmoid" else Z
-            return jnp.sum((A - Y) ** 2) / (2 * m)
-
-        step = jax.jit(jax.value_and_grad(loss))
-        params = [(jnp.asarray(w), jnp.asarray(v)) for w, v in zip(W, b)]
-        Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
-
-        def run():
-            E, grads = step(params, Xj, Yj)
-            E = jax.block_until_ready(E)
-            return float(E), [np.asarray(g[0]) for g in grads], [np.asarray(g[1]) for g in grads]
-
-        return run
-    raise ValueError(f"unknown system {system!r}")
+    if system == "loops":
+        return lambda: loopbp.gradient(W, b, X, Y, acts)
+    # The others are those of `loopbp compare`: "network" is its loops backend (the same
+    # kernels through Network.gradient), "numpy" the einsum reference's formulas with @.
+    net = loopbp.Network.from_parameters(W, b, acts)
+    return compare.gradient_function("loops" if system == "network" else system, net, X, Y)
 
 
 def worker(system, case, dtype, repeat):
     """Time `system` on `case` in this process and print one JSON line."""
     sizes, m = common.CASES[case]
     W, b, X, Y, acts = common.problem(sizes, m, dtype)
-    run = _gradient_function(system, W, b, X, Y, acts, dtype)
-    start = time.perf_counter()
-    result = run()
-    first = time.perf_counter() - start
-    run()
-    # Enough calls per sample that each sample lasts about 0.2 s (at least one call).
-    start = time.perf_counter()
-    run()
-    once = time.perf_counter() - start
-    number = max(1, int(0.2 / max(once, 1e-7)))
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(number):
-            run()
-        samples.append((time.perf_counter() - start) / number)
-
     import loopbp
     from loopbp.agreement import gradient_difference
+    from loopbp.compare import time_calls
+
+    # Enough calls per sample that each sample lasts about 0.2 s (at least one call).
+    timed = time_calls(_gradient_function(system, W, b, X, Y, acts, dtype), repeat, sample_seconds=0.2)
+    first, result, number = timed["first"], timed["result"], timed["number"]
 
     reference = loopbp.gradient(W, b, X, Y, acts, backend="einsum")
     difference = gradient_difference(result, reference)
-    print(
-        json.dumps(
-            {"median": statistics.median(samples), "first": first, "number": number, "diff": difference}
-        )
-    )
+    print(json.dumps({"median": timed["median"], "first": first, "number": number, "diff": difference}))
 
 
 def _installed(system):

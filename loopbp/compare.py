@@ -151,27 +151,36 @@ def measure(backend, sizes, m, activations, dtype, seed, repeat):
         from the einsum gradient).
     """
     net, X, Y = problem(sizes, m, activations, np.dtype(dtype), seed)
-    run = gradient_function(backend, net, X, Y)
+    timed = time_calls(gradient_function(backend, net, X, Y), repeat)
+    reference = net.gradient(X, Y, backend="einsum")
+    result = timed.pop("result")
+    return {**timed, "difference": gradient_difference(result, reference)}
+
+
+def time_calls(run, repeat, sample_seconds=SAMPLE_SECONDS):
+    """Time `run()`: its first call apart, then `repeat` samples of batched calls.
+
+    Returns
+    -------
+    dict
+        ``first`` (seconds), ``result`` (what the first call returned), ``median``
+        (seconds per call over the samples) and ``number`` (calls per sample, enough for
+        a sample to last `sample_seconds`).
+    """
     start = time.perf_counter()
     result = run()
     first = time.perf_counter() - start
     start = time.perf_counter()
     run()
     once = time.perf_counter() - start
-    number = max(1, int(SAMPLE_SECONDS / max(once, 1e-7)))
+    number = max(1, int(sample_seconds / max(once, 1e-7)))
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
         for _ in range(number):
             run()
         samples.append((time.perf_counter() - start) / number)
-    reference = net.gradient(X, Y, backend="einsum")
-    return {
-        "first": first,
-        "median": statistics.median(samples),
-        "number": number,
-        "difference": gradient_difference(result, reference),
-    }
+    return {"first": first, "result": result, "median": statistics.median(samples), "number": number}
 
 
 def _environment(threads):
