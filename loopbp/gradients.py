@@ -71,29 +71,10 @@ def _validated(W, b, X, Y, activations, backend):
     return W, b, X, Y, names, codes, dtype
 
 
-#: Workspaces of at most this many bytes are kept between calls of the functions below;
-#: larger ones are made for each call and freed after it.
-KEEP_WORKSPACE_BYTES = 8 * 2**20
-_kept_workspaces = {}
-
-
-def _borrowed_workspace(sizes, m, dtype, backward):
-    """A workspace for one call: a kept one if there is one, taken out while in use.
-
-    Fresh buffers cost a page fault per 4 KiB on first touch, which is most of a small
-    network's time; popping the kept one means two threads never share it.
-    """
-    key = (tuple(int(n) for n in sizes), m, np.dtype(dtype), backward)
-    workspace = _kept_workspaces.pop(key, None)
-    return key, workspace if workspace is not None else passes.Workspace(key[0], m, dtype, backward)
-
-
-def _return_workspace(key, workspace):
-    size = workspace.activations.nbytes + workspace.deltas.nbytes + workspace.scratch.nbytes
-    if size <= KEEP_WORKSPACE_BYTES:
-        if len(_kept_workspaces) >= 8 and key not in _kept_workspaces:
-            _kept_workspaces.pop(next(iter(_kept_workspaces)), None)  # the oldest
-        _kept_workspaces[key] = workspace
+#: The functions below keep up to 8 workspaces of at most 8 MiB between calls: fresh
+#: buffers cost a page fault per 4 KiB on first touch, most of a small network's time.
+#: Larger ones are made for each call and freed after it.
+_workspaces = passes.WorkspacePool(slots=8, max_bytes=8 * 2**20)
 
 
 def _loops_output(theta, sizes, codes, X, workspace):
@@ -144,9 +125,8 @@ def forward(W, b, X, activations, *, backend="loops"):
             A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
     else:
         sizes, theta = _pack(W, b, dtype)
-        key, workspace = _borrowed_workspace(sizes, X.shape[1], dtype, False)
-        A_L = _loops_output(theta, sizes, codes, X, workspace).copy()
-        _return_workspace(key, workspace)
+        with _workspaces.lent(sizes, X.shape[1], dtype, backward=False) as workspace:
+            A_L = _loops_output(theta, sizes, codes, X, workspace).copy()
     _require_finite("forward pass", dtype, A_L)
     return A_L
 
@@ -183,10 +163,9 @@ def error(W, b, X, Y, activations, *, backend="loops"):
             E = einsum_reference.error_from_output(A_L, Y)
     else:
         sizes, theta = _pack(W, b, dtype)
-        key, workspace = _borrowed_workspace(sizes, X.shape[1], dtype, False)
-        A_L = _loops_output(theta, sizes, codes, X, workspace)
-        E = float(passes.error_from_output(A_L, _kernel_array(Y)))
-        _return_workspace(key, workspace)
+        with _workspaces.lent(sizes, X.shape[1], dtype, backward=False) as workspace:
+            A_L = _loops_output(theta, sizes, codes, X, workspace)
+            E = float(passes.error_from_output(A_L, _kernel_array(Y)))
     _require_finite("error", dtype, E)
     return E
 
@@ -236,10 +215,7 @@ def gradient(W, b, X, Y, activations, *, backend="loops"):
         _require_finite("gradient", dtype, E, *dW, *db)
         return E, dW, db
     sizes, theta = _pack(W, b, dtype)
-    key, workspace = _borrowed_workspace(sizes, X.shape[1], dtype, True)
-    try:
+    with _workspaces.lent(sizes, X.shape[1], dtype) as workspace:
         E, grad = _loops_gradient(theta, sizes, codes, X, Y, workspace)
-    finally:
-        _return_workspace(key, workspace)
     dW, db = _unpack(grad, sizes)
     return E, dW, db

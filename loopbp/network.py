@@ -2,7 +2,6 @@
 
 import math
 import sys
-import threading
 
 import numpy as np
 
@@ -85,7 +84,8 @@ class Network:
     -----
     The loops backend keeps its buffers (`loopbp.passes.Workspace`) for the last m it
     was called with, so repeated calls allocate only the gradient they return. A call
-    made while another thread uses those buffers gets buffers of its own.
+    made while another thread uses those buffers gets buffers of its own
+    (`loopbp.passes.WorkspacePool`).
 
     Examples
     --------
@@ -145,8 +145,8 @@ class Network:
         W, b = gradients._unpack(self.theta, self.sizes)
         self.W, self.b = tuple(W), tuple(b)
         self.seed = seed
-        self._workspace = None
-        self._workspace_lock = threading.Lock()
+        # The buffers of the last m this network was called with (one slot, any size).
+        self._workspaces = passes.WorkspacePool(slots=1)
 
         rng = np.random.default_rng(seed)
         for W, b in zip(self.W, self.b):
@@ -197,18 +197,6 @@ class Network:
         if not passes.all_finite(self.theta):
             check_parameters(self.W, self.b, self.activations)
 
-    def _in_workspace(self, m, backward, compute):
-        """compute(workspace) with the cached workspace, or a fresh one if another thread holds it."""
-        if not self._workspace_lock.acquire(blocking=False):
-            return compute(passes.Workspace(self.sizes, m, self.dtype, backward))
-        try:
-            workspace = self._workspace
-            if workspace is None or not workspace.fits(self.sizes, m, self.dtype, backward):
-                workspace = self._workspace = passes.Workspace(self.sizes, m, self.dtype, backward)
-            return compute(workspace)
-        finally:
-            self._workspace_lock.release()
-
     def _output(self, X, workspace):
         return gradients._loops_output(self.theta, self._sizes, self._codes, X, workspace)
 
@@ -218,7 +206,8 @@ class Network:
             return gradients.forward(self.W, self.b, X, self.activations, backend=backend)
         X = check_samples(X, self.sizes[0], self.dtype)
         self._check_parameters()
-        A_L = self._in_workspace(X.shape[1], False, lambda work: self._output(X, work).copy())
+        with self._workspaces.lent(self.sizes, X.shape[1], self.dtype) as workspace:
+            A_L = self._output(X, workspace).copy()
         gradients._require_finite("forward pass", self.dtype, A_L)
         return A_L
 
@@ -229,11 +218,8 @@ class Network:
         X = check_samples(X, self.sizes[0], self.dtype)
         Y = gradients._kernel_array(check_targets(Y, self.sizes[-1], X.shape[1], self.dtype))
         self._check_parameters()
-        E = float(
-            self._in_workspace(
-                X.shape[1], False, lambda work: passes.error_from_output(self._output(X, work), Y)
-            )
-        )
+        with self._workspaces.lent(self.sizes, X.shape[1], self.dtype) as workspace:
+            E = float(passes.error_from_output(self._output(X, workspace), Y))
         gradients._require_finite("error", self.dtype, E)
         return E
 
@@ -248,11 +234,8 @@ class Network:
         X = check_samples(X, self.sizes[0], self.dtype)
         Y = check_targets(Y, self.sizes[-1], X.shape[1], self.dtype)
         self._check_parameters()
-        E, grad = self._in_workspace(
-            X.shape[1],
-            True,
-            lambda work: gradients._loops_gradient(self.theta, self._sizes, self._codes, X, Y, work),
-        )
+        with self._workspaces.lent(self.sizes, X.shape[1], self.dtype) as workspace:
+            E, grad = gradients._loops_gradient(self.theta, self._sizes, self._codes, X, Y, workspace)
         dW, db = gradients._unpack(grad, self.sizes)
         return E, dW, db
 
@@ -400,18 +383,16 @@ class _Stepper:
         self.net, self.backend, self.learning_rate = net, backend, learning_rate
         self.grad = np.empty_like(net.theta)
         self.previous = np.empty_like(net.theta)
-        self.workspaces = {}
+        # One workspace per batch size (the last batch may be smaller), kept for the fit.
+        self.workspaces = passes.WorkspacePool(slots=2)
         # The step size in the parameters' dtype, so float32 training stays float32.
         self.alpha = net.dtype.type(learning_rate)
 
     def __call__(self, X, Y, epoch):
         net, grad = self.net, self.grad
         if self.backend == "loops":
-            m = X.shape[1]
-            work = self.workspaces.get(m)
-            if work is None:
-                work = self.workspaces[m] = passes.Workspace(net.sizes, m, net.dtype)
-            E = passes.run_gradient(net.theta, net._sizes, net._codes, X, Y, grad, work)
+            with self.workspaces.lent(net.sizes, X.shape[1], net.dtype) as work:
+                E = passes.run_gradient(net.theta, net._sizes, net._codes, X, Y, grad, work)
             finite = math.isfinite(E) and passes.all_finite(grad)
         else:
             try:

@@ -23,6 +23,8 @@ A `Workspace` holds these buffers, so that repeated calls with one network and o
 (``Network`` and its ``fit``) allocate nothing.
 """
 
+import contextlib
+
 import numba
 import numpy as np
 from numba import njit
@@ -114,14 +116,41 @@ class Workspace:
         packing = tiled_kernels.scratch_length(max(sizes), numba.config.NUMBA_NUM_THREADS)
         self.scratch = np.empty((_transposed_length(sizes) if backward else 0) + packing, dtype)
 
-    def fits(self, sizes, m, dtype, backward=True):
-        """Whether this workspace serves a call with these sizes, m and dtype."""
-        return (
-            self.sizes == tuple(sizes)
-            and self.m == m
-            and self.dtype == dtype
-            and (self.backward or not backward)
-        )
+
+class WorkspacePool:
+    """Workspaces kept between calls, each lent to one caller at a time.
+
+    `lent` takes a kept workspace out of the pool (or makes a new one) for the length of
+    a ``with`` block, so two threads never share one, and keeps it afterwards if it is at
+    most `max_bytes` and one of at most `slots`. Taking and keeping are a single dict
+    operation each, which the GIL makes atomic: no lock is needed.
+
+    Parameters
+    ----------
+    slots : int
+        How many workspaces to keep; the oldest goes first.
+    max_bytes : int or None
+        Keep none larger than this (None: any size).
+    """
+
+    def __init__(self, slots, max_bytes=None):
+        self.slots, self.max_bytes = slots, max_bytes
+        self.kept = {}
+
+    @contextlib.contextmanager
+    def lent(self, sizes, m, dtype, backward=True):
+        key = (tuple(int(n) for n in sizes), int(m), np.dtype(dtype), backward)
+        workspace = self.kept.pop(key, None)
+        if workspace is None:
+            workspace = Workspace(key[0], m, dtype, backward)
+        try:
+            yield workspace
+        finally:
+            size = workspace.activations.nbytes + workspace.deltas.nbytes + workspace.scratch.nbytes
+            if self.max_bytes is None or size <= self.max_bytes:
+                while len(self.kept) >= self.slots:
+                    self.kept.pop(next(iter(self.kept)), None)
+                self.kept[key] = workspace
 
 
 @njit(cache=True)

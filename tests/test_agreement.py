@@ -113,4 +113,4 @@ def test_functions_keep_only_small_workspaces():
         second = loopbp.gradient(W, b, X, Y, acts)
         assert first[0] == second[0] and all(np.array_equal(x, y) for x, y in zip(first[1], second[1]))
         key = (sizes, m, np.dtype(np.float64), True)
-        assert (key in gradients._kept_workspaces) == kept
+        assert (key in gradients._workspaces.kept) == kept
