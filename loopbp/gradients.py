@@ -84,12 +84,12 @@ def _loops_output(theta, sizes, codes, X, workspace):
     return workspace.activations[workspace.activations.size - size :].reshape(sizes[-1], X.shape[1])
 
 
-def _loops_gradient(theta, sizes, codes, X, Y, workspace, grad=None):
-    """E and the flat gradient (into `grad` if given) from the loop kernels; X and Y validated.
+def _loops_gradient(theta, sizes, codes, X, Y, workspace):
+    """E and a new flat gradient from the loop kernels; X and Y validated.
 
     Raises ``ValueError`` if E or the gradient is not finite.
     """
-    grad = np.empty_like(theta) if grad is None else grad
+    grad = np.empty_like(theta)
     E = passes.run_gradient(theta, sizes, codes, _kernel_array(X), _kernel_array(Y), grad, workspace)
     if not (math.isfinite(E) and passes.all_finite(grad)):
         raise _overflow("gradient", theta.dtype)
