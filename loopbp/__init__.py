@@ -10,11 +10,16 @@ The public API:
 - `ACTIVATIONS`: the names of the activation functions.
 """
 
+from . import numba_cache
 from .activations import ACTIVATIONS
 from .gradient_check import check_gradient
 from .gradients import error, forward, gradient
 from .network import Network, TrainingDiverged, load
 from .validation import BACKENDS
+
+# Numba reads its cache at a kernel's first call, not at import: clearing a cache built
+# from other versions of some of these files here, before any call, is in time.
+numba_cache.keep_consistent()
 
 __version__ = "0.1.0"
 

@@ -241,3 +241,50 @@ def test_too_short_scratch_is_an_error():
     W, A_prev = np.ones((3, 5)), np.ones((5, 40))
     with pytest.raises(ValueError, match="scratch is too short"):
         tiled_kernels.forward_layer(W, np.zeros(3), 0, A_prev, np.empty((3, 40)), np.empty(10), False)
+
+
+@needs_jit
+def test_an_edited_source_file_clears_the_whole_kernel_cache(tmp_path):
+    # A copy of the package with a warm cache; then one file changes, as an edit would
+    # change it. The next import must delete every cached kernel, not only those of the
+    # changed file (loopbp.numba_cache).
+    import shutil
+
+    import loopbp as installed
+
+    # Under another name: an editable install of loopbp would shadow a copy called loopbp.
+    package = tmp_path / "loopbp_copy"
+    shutil.copytree(
+        os.path.dirname(installed.__file__), package, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    script = textwrap.dedent(
+        """
+        import glob, os, sys, numpy as np
+        import loopbp_copy as loopbp
+        assert os.path.dirname(loopbp.__file__) == sys.argv[1]
+        net = loopbp.Network([3, 4, 2], ["tanh", "identity"], seed=0)
+        X, Y = np.ones((3, 5)), np.zeros((2, 5))
+        E, dW, db = net.gradient(X, Y)
+        E2 = net.gradient(X, Y, backend="einsum")[0]
+        print(abs(E - E2) < 1e-12, len(glob.glob(os.path.join(sys.argv[1], "__pycache__", "*.nbi"))))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = str(tmp_path)
+
+    def run():
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(package)], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()
+
+    assert run()[0] == "True"
+    cache = package / "__pycache__"
+    kernels_cached = {p.name for p in cache.glob("kernels.*.nbi")}
+    assert kernels_cached
+    passes_py = package / "passes.py"
+    passes_py.write_text(passes_py.read_text() + "\n")
+    # Importing alone (no kernel called) must already have cleared kernels.py's entries.
+    subprocess.run([sys.executable, "-c", "import loopbp_copy"], env=env, check=True, timeout=120)
+    assert not any(cache.glob("*.nbi"))
