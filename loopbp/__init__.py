@@ -8,20 +8,26 @@ The public API:
   `fit` (gradient descent) and `save`; `load` reads a saved network back.
 - `check_gradient`: the gradient against central finite differences.
 - `ACTIVATIONS`: the names of the activation functions.
+- `loopbp.sklearn`: scikit-learn estimators (samples as rows), with the ``sklearn`` extra.
+- `loopbp.examples`: the series' sine and digits examples.
 """
 
+import importlib
+
 from . import numba_cache
-from .activations import ACTIVATIONS
-from .gradient_check import check_gradient
-from .gradients import error, forward, gradient
-from .network import Network, TrainingDiverged, load
-from .validation import BACKENDS
 
-# Numba reads its cache at a kernel's first call, not at import: clearing a cache built
-# from other versions of some of these files here, before any call, is in time.
-numba_cache.keep_consistent()
+# Numba picks a kernel's cache locator when the kernel is decorated, so loopbp's own
+# locator (a per-user cache directory, never site-packages) goes in before any kernel
+# module is imported.
+numba_cache.install()
 
-__version__ = "0.1.0"
+from .activations import ACTIVATIONS  # noqa: E402
+from .gradient_check import check_gradient  # noqa: E402
+from .gradients import error, forward, gradient  # noqa: E402
+from .network import Network, TrainingDiverged, load  # noqa: E402
+from .validation import BACKENDS  # noqa: E402
+
+__version__ = "0.2.0"
 
 __all__ = [
     "ACTIVATIONS",
@@ -35,3 +41,19 @@ __all__ = [
     "load",
     "__version__",
 ]
+
+# Submodules that are part of the API but imported only when asked for: `sklearn` needs
+# the optional scikit-learn, and neither belongs in a plain ``import loopbp``.
+_LAZY_SUBMODULES = ("examples", "sklearn")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    # The public API only: the internal modules (kernels, passes, ...) stay importable
+    # by name but out of tab completion.
+    return sorted([*__all__, *_LAZY_SUBMODULES])

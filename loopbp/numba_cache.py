@@ -1,63 +1,149 @@
-"""Keep Numba's on-disk cache of loopbp's kernels all of one version.
+"""Where Numba keeps loopbp's compiled kernels, and when they are stale.
 
-Numba decides whether a cached kernel is stale from its own source file alone. The
-drivers in ``passes.py`` call parallel kernels in ``tiled_kernels.py`` and ``kernels.py``;
-when only some of these files change (an edit, an editable install), Numba recompiles the
-drivers against callees it loads from the cache, and that mix was seen to crash (a
-segmentation fault when the recompiled drivers were next loaded; the Numba issues
-#8578 and #10128 describe the same class). An installed release rewrites every file,
-so it never mixes; this guard covers the rest: at import it fingerprints every source
-file of the package, and if the fingerprint differs from the one the cache was built
-with, it deletes the package's cache files so that everything compiles again, together.
+Numba's default puts a kernel's cache files in the ``__pycache__`` folder beside its
+source. For an installed package that is inside ``site-packages``, where pip neither
+records nor removes them: after ``pip uninstall`` the leftover folder made ``import
+loopbp`` find an empty namespace package. So loopbp registers a cache locator of its
+own (`LoopbpCacheLocator`), which Numba consults for loopbp's source files only, and
+which keeps the cache in a per-user directory (`cache_dir`):
 
-Only the default cache location (``__pycache__`` beside the sources) is handled; with
-``NUMBA_CACHE_DIR`` set, or a read-only package directory, nothing is done.
+1. ``LOOPBP_CACHE_DIR``, when set;
+2. else ``NUMBA_CACHE_DIR``, when set (the user asked Numba to cache there);
+3. else the per-user cache directory: ``~/.cache/loopbp`` on Linux (or
+   ``$XDG_CACHE_HOME/loopbp``), ``~/Library/Caches/loopbp`` on macOS,
+   ``%LOCALAPPDATA%\\loopbp\\Cache`` on Windows;
+4. else, where that cannot be written, a ``loopbp-cache`` folder in the temporary
+   directory.
+
+Inside it each installed copy of loopbp has a folder of its own, named after the hash of
+its path, so two virtual environments never share files. ``loopbp cache`` prints the
+directory and ``loopbp cache --clear`` deletes it; deleting it by hand is just as safe.
+
+Staleness is judged for the package as a whole. Numba judges a cached kernel by its own
+source file alone, but the drivers in ``passes.py`` call kernels in ``tiled_kernels.py``
+and ``kernels.py``; when only some files changed, Numba recompiled the drivers against
+callees loaded from the cache, and that mix crashed (a segmentation fault; Numba issues
+#8578 and #10128 describe the class). The locator's source stamp is therefore a digest of
+every source file of loopbp: a change to any one makes every kernel compile again.
 """
 
+import functools
 import hashlib
 import os
+import shutil
+import tempfile
+
+from numba.core import caching, config
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_CACHE = os.path.join(_HERE, "__pycache__")
-_STAMP = os.path.join(_CACHE, "loopbp-numba-sources.txt")
 
 
+def _user_cache_root():
+    try:
+        # The appdirs that Numba ships and uses for its own user-wide cache.
+        from numba.misc.appdirs import AppDirs
+
+        return AppDirs(appname="loopbp", appauthor=False).user_cache_dir
+    except Exception:  # pragma: no cover - an older or changed Numba
+        return os.path.join(os.path.expanduser("~"), ".cache", "loopbp")
+
+
+def cache_root():
+    """The directory under which loopbp's compiled kernels are kept (see the module docstring)."""
+    if os.environ.get("LOOPBP_CACHE_DIR"):
+        return os.path.abspath(os.environ["LOOPBP_CACHE_DIR"])
+    # Numba read NUMBA_CACHE_DIR when it was imported; follow what Numba itself does.
+    if config.CACHE_DIR:
+        return os.path.abspath(config.CACHE_DIR)
+    return _user_cache_root()
+
+
+def _fallback_root():
+    return os.path.join(tempfile.gettempdir(), "loopbp-cache")
+
+
+def cache_dir():
+    """The folder of this copy of loopbp inside `cache_root`, where its kernels are cached."""
+    return os.path.join(cache_root(), caching._CacheLocator.get_suitable_cache_subpath(__file__))
+
+
+@functools.cache
 def sources_fingerprint():
-    """A digest of the name, size and modification time of every .py file of loopbp."""
-    digest = hashlib.sha1()
+    """A SHA-256 digest of the name and contents of every .py file of loopbp."""
+    digest = hashlib.sha256()
     for name in sorted(os.listdir(_HERE)):
         if name.endswith(".py"):
-            stat = os.stat(os.path.join(_HERE, name))
-            digest.update(f"{name} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+            with open(os.path.join(_HERE, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read() + b"\0")
     return digest.hexdigest()
 
 
-def keep_consistent():
-    """Delete loopbp's Numba cache files if they were built from other sources."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
-    try:
-        # Made here if need be, so that the stamp is written before the first compile.
-        os.makedirs(_CACHE, exist_ok=True)
-    except OSError:
-        return
-    if not os.access(_CACHE, os.W_OK):
-        return
-    fingerprint = sources_fingerprint()
-    try:
-        with open(_STAMP) as f:
-            if f.read() == fingerprint:
-                return
-    except OSError:
-        pass
-    for name in os.listdir(_CACHE):
-        if name.endswith((".nbi", ".nbc")):
+class LoopbpCacheLocator(caching._CacheLocator):
+    """Numba cache locator for loopbp's own kernels: a per-user directory, a package-wide stamp."""
+
+    def __init__(self, py_func, py_file, root):
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = os.path.join(root, self.get_suitable_cache_subpath(py_file))
+
+    def get_cache_path(self):
+        return self._cache_path
+
+    def get_source_stamp(self):
+        return sources_fingerprint()
+
+    def get_disambiguator(self):
+        return str(self._lineno)
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.dirname(os.path.abspath(py_file)) != _HERE:
+            return None  # not loopbp's: Numba's own locators decide
+        for root in (cache_root(), _fallback_root()):
+            locator = cls(py_func, py_file, root)
             try:
-                os.remove(os.path.join(_CACHE, name))
-            except OSError:  # another process got there first
+                locator.ensure_cache_path()
+            except OSError:
+                continue
+            return locator
+        return None
+
+
+def _impl_classes():
+    # CacheImpl is named _CacheImpl before Numba 0.61 or so; both hold the locator list.
+    for name in ("CacheImpl", "_CacheImpl"):
+        impl = getattr(caching, name, None)
+        if impl is not None and isinstance(getattr(impl, "_locator_classes", None), list):
+            yield impl
+
+
+def install():
+    """Put `LoopbpCacheLocator` first in Numba's list of cache locators (once).
+
+    Must run before loopbp's kernels are decorated: Numba picks a kernel's locator when
+    its ``@njit(cache=True)`` runs.
+    """
+    for impl in _impl_classes():
+        if LoopbpCacheLocator not in impl._locator_classes:
+            impl._locator_classes.insert(0, LoopbpCacheLocator)
+
+
+def clear():
+    """Delete this copy of loopbp's cached kernels; returns the folder that was removed, or None."""
+    folder = cache_dir()
+    if not os.path.isdir(folder):
+        return None
+    shutil.rmtree(folder)
+    return folder
+
+
+def cache_size(folder=None):
+    """Bytes in the files under `folder` (default: `cache_dir`)."""
+    folder = cache_dir() if folder is None else folder
+    total = 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.stat(os.path.join(parent, name)).st_size
+            except OSError:
                 pass
-    try:
-        with open(_STAMP, "w") as f:
-            f.write(fingerprint)
-    except OSError:
-        pass
+    return total

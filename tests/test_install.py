@@ -1,0 +1,186 @@
+"""Where Numba's compiled kernels live (loopbp.numba_cache), and what an install leaves behind."""
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import textwrap
+import venv
+from pathlib import Path
+
+import pytest
+from problems import needs_jit
+
+import loopbp
+from loopbp import numba_cache
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _environment(**changes):
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "LOOPBP_CACHE_DIR")}
+    env.update(changes)
+    return env
+
+
+def _index_stamp(path):
+    # A Numba index file: the Numba version, pickled, then (source stamp, overloads).
+    with open(path, "rb") as f:
+        pickle.load(f)
+        return pickle.loads(f.read())[0]
+
+
+def test_the_cache_root_follows_loopbp_cache_dir_then_numba_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("LOOPBP_CACHE_DIR", str(tmp_path / "a"))
+    assert numba_cache.cache_root() == str(tmp_path / "a")
+    assert numba_cache.cache_dir().startswith(str(tmp_path / "a") + os.sep)
+    monkeypatch.delenv("LOOPBP_CACHE_DIR")
+    monkeypatch.setattr(numba_cache.config, "CACHE_DIR", str(tmp_path / "b"))
+    assert numba_cache.cache_root() == str(tmp_path / "b")
+    monkeypatch.setattr(numba_cache.config, "CACHE_DIR", "")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert numba_cache.cache_root() == str(tmp_path / "xdg" / "loopbp")
+
+
+def test_the_locator_takes_loopbp_files_only(tmp_path):
+    def f():
+        pass
+
+    assert numba_cache.LoopbpCacheLocator.from_function(f, __file__) is None
+    kernels_file = os.path.join(os.path.dirname(loopbp.__file__), "kernels.py")
+    locator = numba_cache.LoopbpCacheLocator.from_function(f, kernels_file)
+    assert locator is not None
+    assert locator.get_cache_path() == numba_cache.cache_dir()
+    assert locator.get_source_stamp() == numba_cache.sources_fingerprint()
+
+
+@needs_jit
+def test_kernels_are_cached_outside_the_package_and_an_edit_recompiles_them_all(tmp_path):
+    # A copy of the package, run twice: the cache goes to LOOPBP_CACHE_DIR, none of it
+    # beside the sources. Then one file changes, as an edit would change it: every
+    # kernel must compile again (Numba's own stamp would redo passes.py's alone).
+    package = tmp_path / "loopbp_copy"  # another name: an editable loopbp would shadow "loopbp"
+    shutil.copytree(os.path.dirname(loopbp.__file__), package, ignore=shutil.ignore_patterns("__pycache__"))
+    cache_root = tmp_path / "cache"
+    script = textwrap.dedent(
+        """
+        import sys, numpy as np
+        import loopbp_copy as loopbp
+        assert loopbp.__file__.startswith(sys.argv[1])
+        net = loopbp.Network([3, 4, 2], ["tanh", "identity"], seed=0)
+        X, Y = np.ones((3, 5)), np.zeros((2, 5))
+        E, dW, db = net.gradient(X, Y)
+        print(abs(E - net.gradient(X, Y, backend="einsum")[0]) < 1e-12)
+        print(loopbp.numba_cache.cache_dir())
+        print(loopbp.numba_cache.sources_fingerprint())
+        """
+    )
+    env = _environment(PYTHONPATH=str(tmp_path), LOOPBP_CACHE_DIR=str(cache_root), NUMBA_DEBUG_CACHE="1")
+
+    def run():
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(package)], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        lines = out.stdout.splitlines()
+        agree, folder, fingerprint = lines[-3:]
+        saved = {line.split("/")[-1].split("-")[0] for line in lines if line.startswith("[cache] data saved")}
+        return agree, Path(folder), fingerprint, saved
+
+    agree, folder, fingerprint, saved = run()
+    assert agree == "True"
+    assert folder.parent == cache_root
+    indexes = sorted(folder.glob("*.nbi"))
+    assert {p.name.split(".")[0] for p in indexes} >= {"kernels", "passes", "tiled_kernels"}
+    assert all(_index_stamp(p) == fingerprint for p in indexes)
+    assert not list(package.rglob("*.nbi")) and not list(package.rglob("*.nbc"))
+
+    # A warm cache: nothing is compiled or saved again.
+    assert run()[3] == set()
+
+    passes_py = package / "passes.py"
+    passes_py.write_text(passes_py.read_text() + "\n")
+    agree, _, new_fingerprint, saved = run()
+    assert agree == "True" and new_fingerprint != fingerprint
+    # kernels.py and tiled_kernels.py did not change, and were compiled again all the same.
+    assert {"kernels.output_delta", "tiled_kernels.forward_layer"} <= saved
+    assert all(_index_stamp(p) == new_fingerprint for p in folder.glob("*.nbi"))
+
+
+def _site_packages(prefix):
+    out = subprocess.run(
+        [str(prefix / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip())
+
+
+@needs_jit
+@pytest.mark.skipif(sys.platform == "win32", reason="the virtual environment's layout is POSIX's here")
+def test_install_run_uninstall_reinstall_in_a_fresh_virtual_environment(tmp_path):
+    # The README's order: pip install ., run (compiling the kernels), pip install -e
+    # (which uninstalls the first install), import from elsewhere. Numba's cache once
+    # stayed behind in site-packages/loopbp/__pycache__ and shadowed the package.
+    prefix = tmp_path / "env"
+    venv.create(prefix, with_pip=True)
+    site = _site_packages(prefix)
+    # numpy, numba and llvmlite from this environment, so that nothing is downloaded;
+    # loopbp itself is not among them.
+    import llvmlite
+    import numba
+    import numpy
+
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for module in (numpy, numba, llvmlite):
+        parent = Path(module.__file__).parent.parent
+        for entry in parent.iterdir():
+            if entry.name.lower().startswith(module.__name__) and not (deps / entry.name).exists():
+                (deps / entry.name).symlink_to(entry)
+    (site / "loopbp_test_deps.pth").write_text(str(deps) + "\n")
+
+    python = str(prefix / "bin" / "python")
+    env = _environment(XDG_CACHE_HOME=str(tmp_path / "user-cache"), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def pip(*args):
+        subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", *args], env=env, check=True)
+
+    def use():
+        code = (
+            "import numpy as np, loopbp; from loopbp import numba_cache; "
+            "net = loopbp.Network([3, 4, 2], ['sigmoid', 'identity'], seed=0); "
+            "print(net.forward(np.ones((3, 2))).shape, loopbp.__file__, numba_cache.cache_dir(), sep='|')"
+        )
+        out = subprocess.run(
+            [python, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip().split("|")
+
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [python, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(REPO)],
+        env=env,
+        check=True,
+    )
+    (wheel,) = wheels.glob("loopbp-*.whl")
+    pip(str(wheel))
+    shape, module, cache = use()
+    assert shape == "(2, 2)"
+    assert Path(module).is_relative_to(site)
+    assert Path(cache).is_relative_to(tmp_path / "user-cache" / "loopbp")
+    assert list(Path(cache).glob("*.nbi"))
+    assert not [p for p in (site / "loopbp").rglob("*") if p.suffix in (".nbi", ".nbc", ".txt")]
+
+    subprocess.run([python, "-m", "pip", "uninstall", "--quiet", "--yes", "loopbp"], env=env, check=True)
+    assert not (site / "loopbp").exists(), "pip uninstall left files that would shadow the package"
+
+    pip("--force-reinstall", str(wheel))
+    shape, module, _ = use()
+    assert shape == "(2, 2)" and Path(module).is_relative_to(site)
