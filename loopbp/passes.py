@@ -1,10 +1,11 @@
 """The loop over the layers l: the forward pass and back-propagation, for both kernel sets.
 
-``tiled`` chooses the kernels: the register-tiled contractions of ``loopbp.tiled_kernels``
-(what the loops backend runs), or the plain loop nests of ``loopbp.kernels`` (the seed's
-equations as written, kept as a second reference for the tests). Either way the
-elementwise equations (dE/dA^L, dE/dZ^l = dE/dA^l g', dE/db^l) are the plain kernels.
-The flag is data, not a type, so both kernel sets share one compiled driver.
+``plain`` chooses the kernels: left out, the register-tiled contractions of
+``loopbp.tiled_kernels`` (what the loops backend runs); ``plain=True``, the plain loop
+nests of ``loopbp.kernels`` (the seed's equations as written, kept as a second reference
+for the tests). Either way the elementwise equations (dE/dA^L, dE/dZ^l = dE/dA^l g',
+dE/db^l) are the plain kernels. Leaving ``plain`` out makes it a compile-time constant,
+so the compiled driver holds the tiled kernels alone.
 
 Storage, shared by the drivers and by ``loopbp.gradients``:
 
@@ -188,7 +189,6 @@ def run_forward(theta, sizes, codes, X, workspace):
         X,
         workspace.activations,
         workspace.scratch,
-        True,
         parallel=parallel,
     )
 
@@ -209,13 +209,12 @@ def run_gradient(theta, sizes, codes, X, Y, grad, workspace):
         w.deltas,
         w.scratch,
         w.squares,
-        True,
         parallel=parallel,
     )
 
 
 @njit(cache=True)
-def forward_pass(theta, sizes, codes, X, activations, scratch, tiled, parallel):
+def forward_pass(theta, sizes, codes, X, activations, scratch, parallel, plain=None):
     """Run the forward pass for l = 1..L, writing A^1, ..., A^L into `activations`.
 
     Parameters
@@ -233,11 +232,15 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tiled, parallel):
     scratch : 1-D array
         Each thread's packed block (`Workspace.scratch`); its start when called from
         `gradient_pass`.
-    tiled : bool
-        Use the tiled kernels (True) or the plain ones.
     parallel : bool
         Split the work among threads (see `worth_threads`); the result is bitwise the
         same either way.
+    plain : None or True
+        Left out (None), the tiled kernels run, and Numba prunes the other branch before
+        typing, so the plain kernels are not compiled at all: that cuts the cold compile
+        of the loops backend by a fifth. True runs the plain loop nests of
+        ``loopbp.kernels`` instead, as the tests do to check one kernel set against the
+        other.
     """
     L = sizes.shape[0] - 1
     m = X.shape[1]
@@ -246,7 +249,7 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tiled, parallel):
         W = _weights(theta, sizes, l)
         b = _biases(theta, sizes, l)
         A = _matrix(activations, _activation_offset(sizes, m, l), sizes[l], m)
-        if tiled:
+        if plain is None:
             tiled_kernels.forward_layer(W, b, codes[l - 1], A_prev, A, scratch, parallel)
         else:
             kernels.forward_layer(W, b, codes[l - 1], A_prev, A)
@@ -270,12 +273,14 @@ def error_from_output(A_L, Y):
 
 
 @njit(cache=True)
-def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tiled, parallel):
+def gradient_pass(
+    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, parallel, plain=None
+):
     """E and the whole gradient: the forward pass, then back-propagation for l = L..1.
 
     Parameters
     ----------
-    theta, sizes, codes, X, activations, tiled, parallel
+    theta, sizes, codes, X, activations, parallel, plain
         As in `forward_pass`.
     Y : (n^L, m) C-contiguous array
         The targets.
@@ -295,7 +300,11 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch,
     for l in range(2, L + 1):
         transposed_length = max(transposed_length, sizes[l] * sizes[l - 1])
     packing = scratch[transposed_length:]
-    forward_pass(theta, sizes, codes, X, activations, packing, tiled, parallel)
+    # `plain` is passed on only when given, so that the callee prunes its branch too.
+    if plain is None:
+        forward_pass(theta, sizes, codes, X, activations, packing, parallel)
+    else:
+        forward_pass(theta, sizes, codes, X, activations, packing, parallel, plain)
 
     # dE/dA^L and E, then dE/dZ^L in place.
     delta = _matrix(deltas[0], 0, sizes[L], m)
@@ -309,7 +318,7 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch,
         A_prev = _matrix(activations, _activation_offset(sizes, m, l - 1), sizes[l - 1], m) if l > 1 else X
         delta = _matrix(deltas[(L - l) % 2], 0, sizes[l], m)
         dW = _weights(grad, sizes, l)
-        if tiled:
+        if plain is None:
             tiled_kernels.weight_gradient(delta, A_prev, dW, parallel)
         else:
             kernels.weight_gradient(delta, A_prev, dW)
@@ -317,7 +326,7 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch,
         if l > 1:
             W = _weights(theta, sizes, l)
             previous = _matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
-            if tiled:
+            if plain is None:
                 W_T = _matrix(scratch, 0, sizes[l - 1], sizes[l])
                 tiled_kernels.transpose(W, W_T)
                 tiled_kernels.hidden_delta_to_z(W_T, delta, codes[l - 2], A_prev, previous, packing, parallel)

@@ -26,6 +26,7 @@ shapes alone, never on the thread count. fastmath is limited to reassociation an
 contraction (FMA), which the vectorised sums need; no flag assumes finite values.
 """
 
+import numpy as np
 from numba import get_thread_id, njit, prange
 
 from .activations import activate_row, multiply_by_derivative_row
@@ -195,7 +196,8 @@ def forward_layer(W, b, code, A_prev, A, scratch, parallel=True):
     if parallel:
         for block in prange(n_blocks):
             packed = _packing_buffer(scratch, n_in, get_thread_id())
-            _forward_block(W, b, code, A_prev, A, block, packed)
+            # prange's index is unsigned; as int64 it shares the serial branch's compiled block.
+            _forward_block(W, b, code, A_prev, A, np.int64(block), packed)
     else:
         packed = _packing_buffer(scratch, n_in, 0)
         for block in range(n_blocks):
@@ -231,7 +233,7 @@ def hidden_delta_to_z(W_next_T, dZ_next, code, A, dZ, scratch, parallel=True):
     if parallel:
         for block in prange(n_blocks):
             packed = _packing_buffer(scratch, n_next, get_thread_id())
-            _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block, packed)
+            _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, np.int64(block), packed)
     else:
         packed = _packing_buffer(scratch, n_next, 0)
         for block in range(n_blocks):
@@ -255,7 +257,7 @@ def _weight_gradient_chunk(dZ, A_prev, dW, k0, k1, parallel):
     n_blocks = (dZ.shape[0] + ROW_BLOCK - 1) // ROW_BLOCK
     if parallel:
         for block in prange(n_blocks):
-            _weight_gradient_block(dZ, A_prev, dW, k0, k1, block)
+            _weight_gradient_block(dZ, A_prev, dW, k0, k1, np.int64(block))
     else:
         for block in range(n_blocks):
             _weight_gradient_block(dZ, A_prev, dW, k0, k1, block)

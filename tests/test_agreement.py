@@ -70,10 +70,12 @@ def test_tiled_kernels_agree_with_the_plain_loops(name, sizes, m, dtype):
             work.deltas,
             work.scratch,
             work.squares,
-            tiled,
             True,
+            plain=None if tiled else True,
         )
-        passes.forward_pass(theta, sizes_array, codes, X, work.activations, work.scratch, tiled, True)
+        passes.forward_pass(
+            theta, sizes_array, codes, X, work.activations, work.scratch, True, plain=None if tiled else True
+        )
         return E, grad, work.activations.copy()
 
     E_plain, grad_plain, A_plain = run(False)
