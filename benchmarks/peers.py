@@ -58,11 +58,11 @@ def worker(system, case, dtype, repeat):
 
     # Enough calls per sample that each sample lasts about 0.2 s (at least one call).
     timed = time_calls(_gradient_function(system, W, b, X, Y, acts, dtype), repeat, sample_seconds=0.2)
-    first, result, number = timed["first"], timed["result"], timed["number"]
+    first, result, number = timed["first_s"], timed["result"], timed["number"]
 
     reference = loopbp.gradient(W, b, X, Y, acts, backend="einsum")
     difference = gradient_difference(result, reference)
-    print(json.dumps({"median": timed["median"], "first": first, "number": number, "diff": difference}))
+    print(json.dumps({"median": timed["median_s"], "first": first, "number": number, "diff": difference}))
 
 
 def _installed(system):

@@ -15,10 +15,13 @@ range of sizes, ``--plot FILE.png`` draws that sweep, ``--json`` prints JSON.
 import argparse
 import json
 import math
+import os
 import sys
+import time
 
 import numpy as np
 
+from . import __version__, numba_cache
 from . import compare as comparison
 from .activations import ACTIVATIONS
 from .agreement import TOLERANCE
@@ -85,6 +88,7 @@ def _backends(text):
 
 def _parser():
     parser = argparse.ArgumentParser(prog="loopbp", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"loopbp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser(
         "compare", help="time the backends on one network and check that they agree"
@@ -129,7 +133,9 @@ def _parser():
         "widest in --sizes",
     )
     compare.add_argument("--plot", metavar="FILE.png", default=None, help="draw the sweep (needs matplotlib)")
-    compare.add_argument("--json", action="store_true", help="print the results as JSON")
+    compare.add_argument(
+        "--json", action="store_true", help="print the results as JSON (times in seconds, keys *_s)"
+    )
 
     train = commands.add_parser("train", help="run one of the series' training examples")
     examples = train.add_subparsers(dest="example", required=True)
@@ -145,6 +151,24 @@ def _parser():
         example.add_argument("--backend", choices=("loops", "einsum"), default="loops")
         example.add_argument("--seed", type=_seed, default=0, help="default: 0")
         example.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    cache = commands.add_parser(
+        "cache", help="where Numba keeps loopbp's compiled kernels; --clear deletes them"
+    )
+    cache.add_argument("--clear", action="store_true", help="delete this copy of loopbp's cached kernels")
+    return parser
+
+
+def _deepest_parser(parser, args):
+    """The subcommand's own parser for `args`, so that its errors show its usage."""
+    names = [getattr(args, "command", None), getattr(args, "example", None)]
+    for name in names:
+        if name is None:
+            break
+        for action in parser._subparsers._group_actions if parser._subparsers else ():
+            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+                parser = action.choices[name]
+                break
     return parser
 
 
@@ -200,7 +224,7 @@ def _plot(path, args, labels, results, backends, crossovers):
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for backend in backends:
-        ax.plot(labels, [r[backend]["median"] for r in results], marker="o", label=backend)
+        ax.plot(labels, [r[backend]["median_s"] * 1e3 for r in results], marker="o", label=backend)
     ax.set_xscale("log")
     ax.set_yscale("log")
     for x in crossovers:
@@ -216,7 +240,7 @@ def _plot(path, args, labels, results, backends, crossovers):
         )
     what = "m (samples)" if args.sweep == "m" else "hidden width"
     ax.set_xlabel(what)
-    ax.set_ylabel("median seconds per gradient")
+    ax.set_ylabel("median ms per gradient")
     fixed = f"sizes {','.join(map(str, args.sizes))}" if args.sweep == "m" else f"m = {args.m}"
     title = f"loopbp compare --sweep {args.sweep}: {fixed}, {args.dtype}"
     if not crossovers:
@@ -229,6 +253,23 @@ def _plot(path, args, labels, results, backends, crossovers):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _say(message):
+    # Notes on progress go to standard error, so that standard output is the table alone
+    # (or valid JSON), and appear at once even when standard error is a pipe.
+    print(f"loopbp compare: {message}", file=sys.stderr, flush=True)
+
+
+#: The cold compile of the loops backend for one dtype, rounded up from what asv's
+#: FirstCall measures on the project's 2-core machine (README, "Benchmarks").
+COMPILE_SECONDS = 15
+
+
+def _run_order(backends):
+    # einsum first: it is the reference of every row's speed-up, so each row can be
+    # printed as soon as its own backend is done.
+    return ["einsum"] + [b for b in backends if b != "einsum"]
 
 
 def compare(args):
@@ -252,7 +293,20 @@ def compare(args):
     backends = args.backends or comparison.default_backends()
     points = _sweep_points(args)
     results = [{} for _ in points]
-    for backend in backends:
+    table = not args.json and args.sweep is None
+    if not args.json:
+        print(_header(args, activations), flush=True)
+    if "loops" in backends and not numba_cache.is_warm(args.dtype):
+        _say(
+            f"compiling the loop kernels for {args.dtype} (once after installing or changing loopbp: "
+            f"about {COMPILE_SECONDS} s on 2 cores); later runs load them from the cache "
+            f"(`loopbp cache` says where)"
+        )
+    if table:
+        _print_table_head()
+    printed = 0
+    for backend in _run_order(backends):
+        start = time.perf_counter()
         try:
             timed = comparison.run(
                 backend,
@@ -266,13 +320,19 @@ def compare(args):
         except RuntimeError as err:
             print(f"loopbp compare: {err}", file=sys.stderr)
             return 1
-        for row, result in zip(results, timed):
+        for (_, sizes, m), row, result in zip(points, results, timed):
+            result["gflop_per_s"] = gradient_gflop(sizes, m) / result["median_s"]
             row[backend] = result
-    for (_, sizes, m), row in zip(points, results):
-        gflop = gradient_gflop(sizes, m)
+        if table:
+            # Rows in table order, each as soon as it and those above it are done.
+            while printed < len(backends) and backends[printed] in results[0]:
+                _print_table_row(backends[printed], results[0])
+                printed += 1
+        elif args.sweep is not None:
+            _say(f"{backend} done: {len(points)} sizes in {time.perf_counter() - start:.1f} s")
+    for row in results:
         for result in row.values():
-            result["gflops"] = gflop / result["median"]
-            result["speedup_vs_einsum"] = row["einsum"]["median"] / result["median"]
+            result["speedup_vs_einsum"] = row["einsum"]["median_s"] / result["median_s"]
 
     tolerance = TOLERANCE[np.dtype(args.dtype)]
     worst = max(row["loops"]["difference"] for row in results) if "loops" in backends else 0.0
@@ -285,8 +345,8 @@ def compare(args):
         # other backends at each size.
         crossovers = _crossovers(
             labels,
-            [r["loops"]["median"] for r in results],
-            [min(r[b]["median"] for b in others) for r in results],
+            [r["loops"]["median_s"] for r in results],
+            [min(r[b]["median_s"] for b in others) for r in results],
         )
     if args.plot is not None:
         _plot(args.plot, args, labels, results, backends, crossovers)
@@ -295,6 +355,7 @@ def compare(args):
         print(
             json.dumps(
                 {
+                    "loopbp_version": __version__,
                     "sizes": list(args.sizes),
                     "m": args.m,
                     "activations": list(activations),
@@ -309,14 +370,16 @@ def compare(args):
                     "crossovers": crossovers,
                     "tolerance": tolerance,
                     "agree": agree,
+                    "plot": args.plot,
                 },
                 indent=1,
             )
         )
-    elif args.sweep is None:
-        _print_table(args, activations, backends, results[0])
-    else:
-        _print_sweep(args, activations, backends, labels, results, crossovers)
+    elif args.sweep is not None:
+        _print_sweep(args, backends, labels, results, crossovers)
+    if args.plot is not None:
+        # Named on stdout, except under --json, where the path is the "plot" key.
+        print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
     if not agree:
         print(
             f"loopbp compare: FAIL: loops and einsum differ by {worst:.2e}, more than the "
@@ -329,35 +392,41 @@ def compare(args):
 
 def _header(args, activations):
     threads = "default threads" if args.threads is None else f"{args.threads} threads"
-    return (
+    header = (
         f"loopbp compare: sizes {','.join(map(str, args.sizes))}, m = {args.m}, {args.dtype}, "
         f"activations {','.join(activations)}, {threads}, median of {args.repeat} samples, "
         f"each backend in its own process"
     )
+    if args.sweep is None:
+        header += f", {gradient_gflop(args.sizes, args.m):.4g} GFLOP per gradient"
+    return header
 
 
-def _print_table(args, activations, backends, row):
-    print(_header(args, activations) + f", {gradient_gflop(args.sizes, args.m):.4g} GFLOP per gradient")
+def _print_table_head():
     print(
         f"{'backend':<8} {'first call':>12} {'median':>12} {'GFLOP/s':>9} {'vs einsum':>10} "
-        f"{'max rel diff':>13}"
+        f"{'max rel diff':>13}",
+        flush=True,
     )
-    for backend in backends:
-        r = row[backend]
-        print(
-            f"{backend:<8} {r['first'] * 1e3:>10.3f}ms {r['median'] * 1e3:>10.3f}ms {r['gflops']:>9.2f} "
-            f"{r['speedup_vs_einsum']:>9.2f}x {r['difference']:>13.2e}"
-        )
 
 
-def _print_sweep(args, activations, backends, labels, results, crossovers):
-    print(_header(args, activations))
+def _print_table_row(backend, row):
+    r = row[backend]
+    speedup = row["einsum"]["median_s"] / r["median_s"]
+    print(
+        f"{backend:<8} {r['first_s'] * 1e3:>10.3f}ms {r['median_s'] * 1e3:>10.3f}ms {r['gflop_per_s']:>9.2f} "
+        f"{speedup:>9.2f}x {r['difference']:>13.2e}",
+        flush=True,
+    )
+
+
+def _print_sweep(args, backends, labels, results, crossovers):
     print("median ms per gradient; the last column is loops' speed-up against einsum")
     name = "m" if args.sweep == "m" else "width"
     columns = f"{name:>7} " + " ".join(f"{b:>10}" for b in backends)
     print(columns + (f" {'loops/einsum':>13}" if "loops" in backends else ""))
     for label, row in zip(labels, results):
-        line = f"{label:>7} " + " ".join(f"{row[b]['median'] * 1e3:>10.4g}" for b in backends)
+        line = f"{label:>7} " + " ".join(f"{row[b]['median_s'] * 1e3:>10.4g}" for b in backends)
         if "loops" in backends:
             line += f" {row['loops']['speedup_vs_einsum']:>12.2f}x"
         print(line)
@@ -371,7 +440,13 @@ def train(args):
     from . import examples
 
     progress = not args.no_progress
+    # The header first: training takes seconds to minutes.
     if args.example == "sine":
+        print(
+            f"loopbp train sine: 1-20-1 sigmoid/identity, learning rate {args.learning_rate}, "
+            f"{args.epochs} epochs, seed {args.seed}, {args.backend} backend",
+            flush=True,
+        )
         result = examples.train_sine(
             epochs=args.epochs,
             learning_rate=args.learning_rate,
@@ -379,12 +454,14 @@ def train(args):
             backend=args.backend,
             progress=progress,
         )
-        print(
-            f"loopbp train sine: 1-20-1 sigmoid/identity, learning rate {args.learning_rate}, "
-            f"{len(result.history)} epochs, seed {args.seed}, {args.backend} backend"
-        )
         print(f"final E {result.history[-1]:.6g} (first {result.history[0]:.6g})")
     else:
+        print(
+            f"loopbp train digits: 64-{args.hidden}-10 sigmoid/identity, one-hot targets, learning rate "
+            f"{args.learning_rate}, {args.epochs} full-batch epochs, seed {args.seed}, "
+            f"{args.backend} backend",
+            flush=True,
+        )
         try:
             result = examples.train_digits(
                 hidden=args.hidden,
@@ -396,11 +473,6 @@ def train(args):
             )
         except ImportError as err:
             return _error(str(err))
-        print(
-            f"loopbp train digits: 64-{args.hidden}-10 sigmoid/identity, one-hot targets, learning rate "
-            f"{args.learning_rate}, {len(result.history)} full-batch epochs, seed {args.seed}, "
-            f"{args.backend} backend"
-        )
         accuracy = result.test_accuracy
         print(f"final E {result.history[-1]:.6g}, test accuracy {accuracy:.2%} (450 held-out digits)")
     print(f"wall time {result.seconds:.2f} s, {result.epochs_per_second:.0f} epochs per second")
@@ -410,6 +482,22 @@ def train(args):
         except ImportError:
             return _error('--plot needs matplotlib: pip install "loopbp[examples]"')
         print(f"plot written to {args.plot}")
+    return 0
+
+
+def cache(args):
+    """Run ``loopbp cache [--clear]``: where the compiled kernels are, or delete them."""
+    folder = numba_cache.cache_dir()
+    if args.clear:
+        removed = numba_cache.clear()
+        print(f"removed {removed}" if removed else f"nothing to remove: {folder} does not exist")
+        return 0
+    if os.path.isdir(folder):
+        size = numba_cache.cache_size(folder)
+        files = sum(len(names) for _, _, names in os.walk(folder))
+        print(f"{folder}\n{files} files, {size / 2**20:.1f} MiB")
+    else:
+        print(f"{folder}\n(empty: the kernels compile at their first call)")
     return 0
 
 
@@ -438,9 +526,15 @@ def _plot_sine(path, result):
 
 def main(argv=None):
     """Entry point of the ``loopbp`` console script."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse would report these with the top-level usage; the subcommand's helps more.
+        _deepest_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "compare":
         return compare(args)
+    if args.command == "cache":
+        return cache(args)
     return train(args)
 
 

@@ -146,7 +146,7 @@ def measure(backend, sizes, m, activations, dtype, seed, repeat):
     Returns
     -------
     dict
-        ``first`` (seconds for the first call), ``median`` (seconds per call),
+        ``first_s`` (seconds for the first call), ``median_s`` (seconds per call),
         ``number`` (calls per sample) and ``difference`` (largest relative difference
         from the einsum gradient).
     """
@@ -163,7 +163,7 @@ def time_calls(run, repeat, sample_seconds=SAMPLE_SECONDS):
     Returns
     -------
     dict
-        ``first`` (seconds), ``result`` (what the first call returned), ``median``
+        ``first_s`` (seconds), ``result`` (what the first call returned), ``median_s``
         (seconds per call over the samples) and ``number`` (calls per sample, enough for
         a sample to last `sample_seconds`).
     """
@@ -180,7 +180,7 @@ def time_calls(run, repeat, sample_seconds=SAMPLE_SECONDS):
         for _ in range(number):
             run()
         samples.append((time.perf_counter() - start) / number)
-    return {"first": first, "result": result, "median": statistics.median(samples), "number": number}
+    return {"first_s": first, "result": result, "median_s": statistics.median(samples), "number": number}
 
 
 def _environment(threads):
@@ -191,6 +191,15 @@ def _environment(threads):
         for name in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[name] = str(threads)
     return env
+
+
+# The worker imports the loopbp this process imported. ``python -m loopbp.compare`` would
+# put the working directory first on sys.path: run from a checkout, it imported the
+# checkout instead of the installed package, and compiled the kernels a second time.
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv[1]); from loopbp.compare import _worker; _worker(sys.argv[2])"
+)
 
 
 def run(backend, points, activations, dtype, seed=0, repeat=20, threads=None):
@@ -226,7 +235,7 @@ def run(backend, points, activations, dtype, seed=0, repeat=20, threads=None):
         "repeat": repeat,
     }
     out = subprocess.run(
-        [sys.executable, "-m", "loopbp.compare", json.dumps(request)],
+        [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_PARENT, json.dumps(request)],
         capture_output=True,
         text=True,
         env=_environment(threads),

@@ -428,6 +428,15 @@ def load(path):
     >>> bool(np.array_equal(loopbp.load(path).theta, net.theta))
     True
     """
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if not magic.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+        # NumPy would try such a file as a pickle and advise allow_pickle=, which load
+        # never passes.
+        raise ValueError(
+            f"{path!s} is not a readable loopbp network file: it is not a .npz archive "
+            f"(Network.save writes a zip of .npy arrays)"
+        )
     try:
         with np.load(path, allow_pickle=False) as f:
             if not isinstance(f, np.lib.npyio.NpzFile):
@@ -440,7 +449,12 @@ def load(path):
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as err:  # zip, npy-header and pickle refusals all mean the same here
-        raise ValueError(f"{path!s} is not a readable loopbp network file: {err}") from None
+        reason = str(err)
+        if "pickle" in reason:
+            reason = (
+                "it holds pickled Python objects; loopbp's files hold plain arrays and are never unpickled"
+            )
+        raise ValueError(f"{path!s} is not a readable loopbp network file: {reason}") from None
     return _network_from_fields(fields, path)
 
 

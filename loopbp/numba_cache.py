@@ -28,11 +28,14 @@ every source file of loopbp: a change to any one makes every kernel compile agai
 """
 
 import functools
+import glob
 import hashlib
 import os
+import pickle
 import shutil
 import tempfile
 
+import numba
 from numba.core import caching, config
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -147,3 +150,25 @@ def cache_size(folder=None):
             except OSError:
                 pass
     return total
+
+
+def is_warm(dtype):
+    """Whether the cache holds the loops backend's gradient compiled for `dtype` from these sources.
+
+    Reads the index of ``passes.gradient_pass`` (the driver that calls every other kernel)
+    the way Numba does; any doubt counts as cold.
+    """
+    name = str(dtype)
+    for index in glob.glob(os.path.join(glob.escape(cache_dir()), "passes.gradient_pass-*.nbi")):
+        try:
+            with open(index, "rb") as f:
+                version = pickle.load(f)
+                stamp, overloads = pickle.loads(f.read())
+        except Exception:
+            continue
+        if version == numba.__version__ and stamp == sources_fingerprint():
+            # The loops backend's signature: `plain` left out (see passes.forward_pass).
+            signatures = [str(key[0]) for key in overloads]
+            if any(f"Array({name}," in s and "omitted(default=None)" in s for s in signatures):
+                return True
+    return False

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -48,8 +49,8 @@ def test_compare_json(capsys):
     assert point["sizes"] == [3, 4, 2] and point["m"] == 6
     assert set(point["results"]) == {"loops", "einsum", "numpy"}
     for row in point["results"].values():
-        assert row["median"] > 0 and row["first"] > 0
-        assert row["gflops"] == pytest.approx(point["gflop"] / row["median"])
+        assert row["median_s"] > 0 and row["first_s"] > 0
+        assert row["gflop_per_s"] == pytest.approx(point["gflop"] / row["median_s"])
     assert point["results"]["einsum"]["speedup_vs_einsum"] == 1.0
 
 
@@ -61,8 +62,9 @@ def test_compare_sweep_m_and_plot(tmp_path, capsys):
     )
     assert status == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines[3:-1]] == ["10", "32", "100"]
-    assert lines[-1].startswith("loops and the fastest other backend cross at m = ")
+    assert [line.split()[0] for line in lines[3:-2]] == ["10", "32", "100"]
+    assert lines[-2].startswith("loops and the fastest other backend cross at m = ")
+    assert lines[-1] == f"plot written to {plot}"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -80,7 +82,7 @@ def test_crossovers_are_found_on_log_axes():
 
 def test_compare_exits_1_when_the_backends_disagree(monkeypatch, capsys):
     def disagreeing(backend, points, *args, **kwargs):
-        return [{"first": 1.0, "median": 1.0, "number": 1, "difference": 1.0} for _ in points]
+        return [{"first_s": 1.0, "median_s": 1.0, "number": 1, "difference": 1.0} for _ in points]
 
     monkeypatch.setattr(compare, "run", disagreeing)
     assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 1
@@ -189,4 +191,121 @@ def test_compare_reports_a_backend_that_fails(monkeypatch, capsys):
 
     monkeypatch.setattr(compare, "run", failing)
     assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 1
-    assert "the loops backend failed in its process" in capsys.readouterr().err
+    assert "the einsum backend failed in its process" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    import loopbp
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"loopbp {loopbp.__version__}"
+
+
+@pytest.mark.parametrize(
+    "args,usage",
+    [
+        (["compare", "--sweeps", "m"], "usage: loopbp compare"),
+        (["train", "sine", "--epoch", "3", "--x"], "usage: loopbp train sine"),
+        (["cache", "--all"], "usage: loopbp cache"),
+    ],
+)
+def test_an_unknown_flag_shows_the_subcommands_usage(args, usage, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and "unrecognized arguments: " in err
+
+
+def _fake_run(calls, capsys):
+    # Records the order of the backends' processes, and what was printed before each.
+    def run(backend, points, *args, **kwargs):
+        calls.append((backend, capsys.readouterr()))
+        return [{"first_s": 1.0, "median_s": 2.0, "number": 1, "difference": 0.0} for _ in points]
+
+    return run
+
+
+def test_compare_prints_the_header_at_once_and_each_row_when_its_backend_is_done(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(compare, "run", _fake_run(calls, capsys))
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype: True)
+    assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 0
+    # einsum, the reference of the speed-ups, runs first; the header is out before it.
+    assert [backend for backend, _ in calls] == ["einsum", "loops", "numpy"]
+    header, head = calls[0][1].out.splitlines()
+    assert header.startswith("loopbp compare: sizes 3,2, m = 4") and head.split()[0] == "backend"
+    assert calls[0][1].err == ""
+    # Nothing while only einsum is done; by the time numpy starts, the loops and einsum
+    # rows are printed, in table order.
+    assert calls[1][1].out == ""
+    assert [line.split()[0] for line in calls[2][1].out.splitlines()] == ["loops", "einsum"]
+    assert capsys.readouterr().out.split()[0] == "numpy"
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_compare_says_when_the_kernels_compile(warm, monkeypatch, capsys):
+    def run(backend, points, *args, **kwargs):
+        return [{"first_s": 1.0, "median_s": 2.0, "number": 1, "difference": 0.0} for _ in points]
+
+    monkeypatch.setattr(compare, "run", run)
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype: warm)
+    assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 0
+    said = "compiling the loop kernels for float64" in capsys.readouterr().err
+    assert said is not warm
+
+
+def test_compare_json_names_the_plot_and_stdout_stays_json(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "p.png"
+    args = ["compare", "--sizes", "3,4,2", "--m", "12", "--sweep", "m", "--plot", str(plot), "--json", *FAST]
+    assert cli.main(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["plot"] == str(plot)
+    assert f"plot written to {plot}" in captured.err
+
+
+def test_the_worker_imports_the_same_loopbp_as_its_parent(tmp_path, monkeypatch):
+    # A directory holding another "loopbp", as a checkout does, is the working directory.
+    (tmp_path / "loopbp").mkdir()
+    (tmp_path / "loopbp" / "__init__.py").write_text("raise ImportError('the wrong loopbp')\n")
+    (tmp_path / "loopbp" / "compare.py").write_text("raise ImportError('the wrong loopbp')\n")
+    monkeypatch.chdir(tmp_path)
+    (result,) = compare.run("einsum", [((2, 1), 3)], None, "float64", repeat=1)
+    assert result["difference"] == 0.0
+
+
+def test_train_prints_its_header_before_training(monkeypatch, capsys):
+    from loopbp import examples
+
+    printed = []
+    original = examples.train_sine
+
+    def train_sine(**kwargs):
+        printed.append(capsys.readouterr().out)
+        return original(**{**kwargs, "epochs": 2})
+
+    monkeypatch.setattr(examples, "train_sine", train_sine)
+    assert cli.main(["train", "sine", "--no-progress"]) == 0
+    assert printed[0].startswith(
+        "loopbp train sine: 1-20-1 sigmoid/identity, learning rate 0.1, 20000 epochs"
+    )
+
+
+def test_cache_command_names_and_clears_the_folder(tmp_path, monkeypatch, capsys):
+    from loopbp import numba_cache
+
+    monkeypatch.setenv("LOOPBP_CACHE_DIR", str(tmp_path))
+    folder = numba_cache.cache_dir()
+    assert cli.main(["cache"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == folder
+    os.makedirs(folder)
+    with open(os.path.join(folder, "kernels.f-1.py311.nbi"), "wb") as f:
+        f.write(b"x" * 2048)
+    assert cli.main(["cache"]) == 0
+    assert "1 files" in capsys.readouterr().out
+    assert cli.main(["cache", "--clear"]) == 0
+    assert capsys.readouterr().out.strip() == f"removed {folder}"
+    assert not os.path.exists(folder) and os.path.isdir(tmp_path)

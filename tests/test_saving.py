@@ -74,7 +74,7 @@ BAD_FILES = [
     ("theta-2-D", {"theta": np.zeros((2, 13))}, "field 'theta' must be a 1-D array"),
     ("theta-nan", {"theta": np.full(26, np.nan)}, "theta holds non-finite values"),
     # An object array can only be stored as a pickle, which allow_pickle=False refuses.
-    ("theta-objects", {"theta": np.array([None] * 26, dtype=object)}, "not a readable loopbp network file"),
+    ("theta-objects", {"theta": np.array([None] * 26, dtype=object)}, "are never unpickled"),
 ]
 
 
@@ -103,3 +103,13 @@ def test_truncated_and_foreign_files_are_refused(tmp_path):
 def test_missing_file_is_a_file_not_found_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         loopbp.load(tmp_path / "absent.npz")
+
+
+@pytest.mark.parametrize("content", [b"junk", b"", b"\x80\x04K\x01.", b"PK\x03\x04 not really a zip"])
+def test_the_error_never_suggests_allow_pickle(tmp_path, content):
+    # NumPy's own message for such files advises allow_pickle=, which load must never take.
+    path = tmp_path / "junk.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="not a readable loopbp network file") as info:
+        loopbp.load(path)
+    assert "allow_pickle" not in str(info.value)
