@@ -27,3 +27,23 @@ def test_public_api():
     assert {"gradient", "forward", "error", "Network", "check_gradient"} <= set(loopbp.__all__)
     assert all(hasattr(loopbp, name) for name in loopbp.__all__)
     assert loopbp.ACTIVATIONS == ("identity", "sigmoid", "relu", "tanh")
+
+
+def test_dir_shows_the_public_api_only():
+    # The internal modules (kernels, passes, numba_cache, ...) stay importable by name,
+    # but tab completion offers the API alone.
+    assert dir(loopbp) == sorted([*loopbp.__all__, "examples", "sklearn"])
+    assert "kernels" not in dir(loopbp) and loopbp.kernels is not None
+
+
+def test_the_version_is_set_in_one_place():
+    import importlib.metadata
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    pyproject = tomllib.loads((README.parent / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    try:
+        assert importlib.metadata.version("loopbp") == loopbp.__version__
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        pass
