@@ -181,6 +181,21 @@ class Network:
             target[...] = source
         return net
 
+    def __getstate__(self):
+        # W and b are views of theta, which pickle and copy.deepcopy would store as
+        # separate arrays, cutting the link: keep theta alone and rebuild the views. The
+        # workspace is scratch, made again at the next call.
+        state = dict(self.__dict__)
+        for name in ("W", "b", "_workspaces"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        W, b = gradients._unpack(self.theta, self.sizes)
+        self.W, self.b = tuple(W), tuple(b)
+        self._workspaces = passes.WorkspacePool(slots=1)
+
     @property
     def n_parameters(self):
         """p = sum_l (n^(l-1) + 1) n^l, the number of weights and biases."""

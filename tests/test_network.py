@@ -144,3 +144,19 @@ def test_a_nan_written_into_the_parameters_is_reported():
     for call in (lambda: net.gradient(X, Y), lambda: net.error(X, Y), lambda: net.forward(X)):
         with pytest.raises(ValueError, match="b\\[1\\] must be finite"):
             call()
+
+
+@pytest.mark.parametrize("copy_with", ["pickle", "deepcopy"])
+def test_a_copied_network_keeps_w_and_b_as_views_of_theta(copy_with):
+    import copy
+    import pickle
+
+    net = loopbp.Network([3, 4, 2], ["tanh", "identity"], seed=0)
+    X = np.ones((3, 5))
+    net.forward(X)  # a workspace is held
+    twin = pickle.loads(pickle.dumps(net)) if copy_with == "pickle" else copy.deepcopy(net)
+    assert np.array_equal(twin.theta, net.theta) and twin.theta is not net.theta
+    assert np.array_equal(twin.forward(X), net.forward(X))
+    twin.theta[...] = 0.0
+    assert all(not w.any() for w in twin.W) and all(not v.any() for v in twin.b)
+    assert net.theta.any()
