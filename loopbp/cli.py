@@ -156,19 +156,10 @@ def _parser():
         "cache", help="where Numba keeps loopbp's compiled kernels; --clear deletes them"
     )
     cache.add_argument("--clear", action="store_true", help="delete this copy of loopbp's cached kernels")
-    return parser
-
-
-def _deepest_parser(parser, args):
-    """The subcommand's own parser for `args`, so that its errors show its usage."""
-    names = [getattr(args, "command", None), getattr(args, "example", None)]
-    for name in names:
-        if name is None:
-            break
-        for action in parser._subparsers._group_actions if parser._subparsers else ():
-            if isinstance(action, argparse._SubParsersAction) and name in action.choices:
-                parser = action.choices[name]
-                break
+    # Each (sub)command's parser records itself, the innermost last, so that main can
+    # report an unknown flag with the usage of the command it was given to.
+    for sub in (compare, train, sine, digits, cache):
+        sub.set_defaults(subparser=sub)
     return parser
 
 
@@ -530,7 +521,7 @@ def main(argv=None):
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         # argparse would report these with the top-level usage; the subcommand's helps more.
-        _deepest_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+        getattr(args, "subparser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "compare":
         return compare(args)
     if args.command == "cache":
