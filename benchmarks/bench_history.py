@@ -5,8 +5,10 @@ is a regular expression matched against benchmark names). They cover what a comm
 most likely to move: the gradient of the toy case (Python overhead), the small case
 (kernels, one thread's worth of work) and the mnist case (large contractions), with the
 loops and NumPy ``@`` (the BLAS baseline, which no commit of loopbp touches), in
-float64; the first call with a warm cache; and the machine control. Each is sampled a
-few times in one process instead of asv's default two rounds of up to ten.
+float64; the first call with a warm cache; and the machine control. Each is sampled 3 to
+5 times in each of two rounds (two processes), instead of asv's default of up to ten per
+round. Two rounds let ``asv continuous --interleave-rounds`` alternate between the two
+commits it compares, so that a spell of machine noise falls on both.
 
 The whole suite stays the thorough option (README, "Benchmarks").
 """
@@ -22,7 +24,7 @@ class _HistoryGradient:
     params = ["loops", "matmul"]
     param_names = ["backend"]
     repeat = (3, 5, 5.0)
-    rounds = 1
+    rounds = 2
     case = None
 
     def setup(self, backend):
@@ -62,4 +64,4 @@ class HistoryControl(Control):
     """`bench_gradient.Control`, sampled as the history's other benchmarks are."""
 
     repeat = (3, 5, 5.0)
-    rounds = 1
+    rounds = 2
