@@ -246,15 +246,26 @@ def _plot(path, args, labels, results, backends, crossovers):
     plt.close(fig)
 
 
-def _say(message):
+def _say(message, command="compare"):
     # Notes on progress go to standard error, so that standard output is the table alone
     # (or valid JSON), and appear at once even when standard error is a pipe.
-    print(f"loopbp compare: {message}", file=sys.stderr, flush=True)
+    print(f"loopbp {command}: {message}", file=sys.stderr, flush=True)
 
 
 #: The cold compile of the loops backend for one dtype, rounded up from what asv's
 #: FirstCall measures on the project's 2-core machine (README, "Benchmarks").
 COMPILE_SECONDS = 15
+
+
+def _note_compile(dtype, command):
+    """Say, before the loop kernels compile for `dtype`, that they will and for how long."""
+    if not numba_cache.is_warm(dtype):
+        _say(
+            f"compiling the loop kernels for {dtype} (once after installing or changing loopbp: "
+            f"about {COMPILE_SECONDS} s on 2 cores); later runs load them from the cache "
+            f"(`loopbp cache` says where)",
+            command,
+        )
 
 
 def _run_order(backends):
@@ -287,12 +298,8 @@ def compare(args):
     table = not args.json and args.sweep is None
     if not args.json:
         print(_header(args, activations), flush=True)
-    if "loops" in backends and not numba_cache.is_warm(args.dtype):
-        _say(
-            f"compiling the loop kernels for {args.dtype} (once after installing or changing loopbp: "
-            f"about {COMPILE_SECONDS} s on 2 cores); later runs load them from the cache "
-            f"(`loopbp cache` says where)"
-        )
+    if "loops" in backends:
+        _note_compile(args.dtype, "compare")
     if table:
         _print_table_head()
     printed = 0
@@ -438,6 +445,8 @@ def train(args):
             f"{args.epochs} epochs, seed {args.seed}, {args.backend} backend",
             flush=True,
         )
+        if args.backend == "loops":
+            _note_compile("float64", "train")
         result = examples.train_sine(
             epochs=args.epochs,
             learning_rate=args.learning_rate,
@@ -453,6 +462,8 @@ def train(args):
             f"{args.backend} backend",
             flush=True,
         )
+        if args.backend == "loops":
+            _note_compile("float64", "train")
         try:
             result = examples.train_digits(
                 hidden=args.hidden,

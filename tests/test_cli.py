@@ -309,3 +309,15 @@ def test_cache_command_names_and_clears_the_folder(tmp_path, monkeypatch, capsys
     assert cli.main(["cache", "--clear"]) == 0
     assert capsys.readouterr().out.strip() == f"removed {folder}"
     assert not os.path.exists(folder) and os.path.isdir(tmp_path)
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_train_says_when_the_kernels_compile(warm, monkeypatch, capsys):
+    from loopbp import examples
+
+    original = examples.train_sine
+    monkeypatch.setattr(examples, "train_sine", lambda **kwargs: original(**{**kwargs, "epochs": 2}))
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype: warm)
+    assert cli.main(["train", "sine", "--no-progress"]) == 0
+    said = "loopbp train: compiling the loop kernels for float64" in capsys.readouterr().err
+    assert said is not warm
