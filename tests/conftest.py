@@ -43,6 +43,8 @@ HEAVY_WITHOUT_JIT = (
     "test_a_step_allocates_no_numpy_arrays",
     "test_train_digits",
     "test_saturating_layers",
+    # The README's examples train for thousands of steps and cross-validate a classifier.
+    "test_readme_example",
 )
 
 
