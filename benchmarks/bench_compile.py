@@ -12,7 +12,9 @@ Y = np.zeros((10, 100), np.{dtype})
 """
 
 # A fresh, empty cache directory for every sample: the call compiles every kernel.
-_COLD = 'os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp()'
+# NUMBA_CACHE_DIR for commits before loopbp's own cache locator, LOOPBP_CACHE_DIR (which
+# takes precedence) for those after it.
+_COLD = 'os.environ["NUMBA_CACHE_DIR"] = os.environ["LOOPBP_CACHE_DIR"] = tempfile.mkdtemp()'
 
 # One call in another interpreter first, so that the cache is warm whatever ran before.
 _WARM = (

@@ -49,7 +49,12 @@ _LAZY_SUBMODULES = ("examples", "sklearn")
 
 def __getattr__(name):
     if name in _LAZY_SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ImportError as err:
+            # An AttributeError, so that hasattr, help() and inspect see a missing
+            # attribute, not a crash; the message says what to install.
+            raise AttributeError(f"loopbp.{name} is not available: {err}") from err
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

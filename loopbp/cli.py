@@ -15,7 +15,6 @@ range of sizes, ``--plot FILE.png`` draws that sweep, ``--json`` prints JSON.
 import argparse
 import json
 import math
-import os
 import sys
 import time
 
@@ -491,12 +490,14 @@ def cache(args):
     """Run ``loopbp cache [--clear]``: where the compiled kernels are, or delete them."""
     folder = numba_cache.cache_dir()
     if args.clear:
-        removed = numba_cache.clear()
-        print(f"removed {removed}" if removed else f"nothing to remove: {folder} does not exist")
+        try:
+            removed = numba_cache.clear()
+        except OSError as err:
+            return _error(f"could not remove {folder}: {err}")
+        print(f"removed {removed}" if removed else f"nothing to remove: {folder} holds no kernels")
         return 0
-    if os.path.isdir(folder):
-        size = numba_cache.cache_size(folder)
-        files = sum(len(names) for _, _, names in os.walk(folder))
+    files, size = numba_cache.cache_size(folder)
+    if files:
         print(f"{folder}\n{files} files, {size / 2**20:.1f} MiB")
     else:
         print(f"{folder}\n(empty: the kernels compile at their first call)")
@@ -529,10 +530,15 @@ def _plot_sine(path, result):
 def main(argv=None):
     """Entry point of the ``loopbp`` console script."""
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        # argparse would report these with the top-level usage; the subcommand's helps more.
-        getattr(args, "subparser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+        # argparse would report these with the top-level usage; the subcommand's helps
+        # more, unless the flag came before the subcommand.
+        before = argv.index(args.command) if args.command in argv else len(argv)
+        own = all(argv.index(u) > before for u in unknown if u in argv)
+        target = getattr(args, "subparser", parser) if own else parser
+        target.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "compare":
         return compare(args)
     if args.command == "cache":

@@ -197,9 +197,16 @@ def _environment(threads):
 # put the working directory first on sys.path: run from a checkout, it imported the
 # checkout instead of the installed package, and compiled the kernels a second time.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_BOOTSTRAP = (
-    "import sys; sys.path.insert(0, sys.argv[1]); from loopbp.compare import _worker; _worker(sys.argv[2])"
-)
+_BOOTSTRAP = """
+import sys
+parent = sys.argv[1]
+if sys.path[:1] == [""]:
+    del sys.path[0]  # the working directory, which -c puts first
+if parent not in sys.path:  # a checkout, not an installed package: where the parent found it
+    sys.path.insert(0, parent)
+from loopbp.compare import _worker
+_worker(sys.argv[2])
+"""
 
 
 def run(backend, points, activations, dtype, seed=0, repeat=20, threads=None):

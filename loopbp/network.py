@@ -1,6 +1,7 @@
 """`Network`: a network's sizes, activations and parameters in one object."""
 
 import math
+import os
 import sys
 
 import numpy as np
@@ -443,9 +444,18 @@ def load(path):
     >>> bool(np.array_equal(loopbp.load(path).theta, net.theta))
     True
     """
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__} {path!r}") from None
     with open(path, "rb") as f:
         magic = f.read(6)
-    if not magic.startswith((b"PK\x03\x04", b"\x93NUMPY")):
+    if magic.startswith(b"\x93NUMPY"):
+        raise ValueError(
+            f"{path!s} is not a readable loopbp network file: it holds a single array, not the .npz "
+            f"archive Network.save writes"
+        )
+    if not magic.startswith(b"PK\x03\x04"):
         # NumPy would try such a file as a pickle and advise allow_pickle=, which load
         # never passes.
         raise ValueError(
@@ -454,8 +464,6 @@ def load(path):
         )
     try:
         with np.load(path, allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single array, not the .npz archive Network.save writes")
             missing = sorted(set(FILE_KEYS) - set(f.files))
             extra = sorted(set(f.files) - set(FILE_KEYS))
             if missing or extra:

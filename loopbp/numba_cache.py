@@ -12,12 +12,13 @@ which keeps the cache in a per-user directory (`cache_dir`):
 3. else the per-user cache directory: ``~/.cache/loopbp`` on Linux (or
    ``$XDG_CACHE_HOME/loopbp``), ``~/Library/Caches/loopbp`` on macOS,
    ``%LOCALAPPDATA%\\loopbp\\Cache`` on Windows;
-4. else, where that cannot be written, a ``loopbp-cache`` folder in the temporary
-   directory.
+4. else, where that cannot be written, a private ``loopbp-cache-<uid>`` folder in the
+   temporary directory (private because cached kernels are pickles).
 
 Inside it each installed copy of loopbp has a folder of its own, named after the hash of
 its path, so two virtual environments never share files. ``loopbp cache`` prints the
 directory and ``loopbp cache --clear`` deletes it; deleting it by hand is just as safe.
+``NUMBA_CACHE_LOCATOR_CLASSES``, when set, replaces Numba's list of locators, this one too.
 
 Staleness is judged for the package as a whole. Numba judges a cached kernel by its own
 source file alone, but the drivers in ``passes.py`` call kernels in ``tiled_kernels.py``
@@ -52,7 +53,14 @@ def _user_cache_root():
 
 
 def cache_root():
-    """The directory under which loopbp's compiled kernels are kept (see the module docstring)."""
+    """The directory under which loopbp's compiled kernels are kept, as configured.
+
+    Returns
+    -------
+    str
+        ``LOOPBP_CACHE_DIR``, else ``NUMBA_CACHE_DIR`` (as Numba read it at import),
+        else the per-user cache directory (see the module docstring).
+    """
     if os.environ.get("LOOPBP_CACHE_DIR"):
         return os.path.abspath(os.environ["LOOPBP_CACHE_DIR"])
     # Numba read NUMBA_CACHE_DIR when it was imported; follow what Numba itself does.
@@ -62,12 +70,47 @@ def cache_root():
 
 
 def _fallback_root():
-    return os.path.join(tempfile.gettempdir(), "loopbp-cache")
+    # One folder per user: cached kernels are pickles, so a folder that another user can
+    # write to would let them plant code (checked in _usable).
+    uid = os.getuid() if hasattr(os, "getuid") else os.getlogin()
+    return os.path.join(tempfile.gettempdir(), f"loopbp-cache-{uid}")
+
+
+def _usable(folder, private=False):
+    """Whether `folder` exists or can be made, and is writable (and ours alone, if `private`)."""
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+        if private and hasattr(os, "getuid"):
+            top = os.path.dirname(folder)
+            info = os.stat(top)
+            if info.st_uid != os.getuid() or info.st_mode & 0o022:
+                return False
+        return True
+    except OSError:
+        return False
+
+
+def _candidates(py_file):
+    subpath = caching._CacheLocator.get_suitable_cache_subpath(py_file)
+    return [(os.path.join(cache_root(), subpath), False), (os.path.join(_fallback_root(), subpath), True)]
 
 
 def cache_dir():
-    """The folder of this copy of loopbp inside `cache_root`, where its kernels are cached."""
-    return os.path.join(cache_root(), caching._CacheLocator.get_suitable_cache_subpath(__file__))
+    """The folder where this copy of loopbp's kernels are cached.
+
+    Returns
+    -------
+    str
+        A folder inside `cache_root` named after this copy's path, or, where that cannot
+        be written, the same inside a private folder of the temporary directory. It is
+        created if need be.
+    """
+    candidates = _candidates(__file__)
+    for folder, private in candidates:
+        if _usable(folder, private):
+            return folder
+    return candidates[0][0]
 
 
 @functools.cache
@@ -84,9 +127,9 @@ def sources_fingerprint():
 class LoopbpCacheLocator(caching._CacheLocator):
     """Numba cache locator for loopbp's own kernels: a per-user directory, a package-wide stamp."""
 
-    def __init__(self, py_func, py_file, root):
+    def __init__(self, py_func, py_file, folder):
         self._lineno = py_func.__code__.co_firstlineno
-        self._cache_path = os.path.join(root, self.get_suitable_cache_subpath(py_file))
+        self._cache_path = folder
 
     def get_cache_path(self):
         return self._cache_path
@@ -101,13 +144,11 @@ class LoopbpCacheLocator(caching._CacheLocator):
     def from_function(cls, py_func, py_file):
         if os.path.dirname(os.path.abspath(py_file)) != _HERE:
             return None  # not loopbp's: Numba's own locators decide
-        for root in (cache_root(), _fallback_root()):
-            locator = cls(py_func, py_file, root)
-            try:
-                locator.ensure_cache_path()
-            except OSError:
-                continue
-            return locator
+        for folder, private in _candidates(py_file):
+            if _usable(folder, private):
+                return cls(py_func, py_file, folder)
+        # Nowhere to write: Numba's own locators decide (none of them can write either,
+        # in all likelihood, and the kernels are compiled in each process).
         return None
 
 
@@ -119,37 +160,72 @@ def _impl_classes():
             yield impl
 
 
+#: What loopbp 0.1.0 left beside its sources: Numba's cache files and a stamp.
+_LEGACY = ("*.nbi", "*.nbc", "loopbp-numba-sources.txt")
+
+
+def _remove_legacy_cache():
+    # Files that pip does not record: after an uninstall they kept the folder, which then
+    # shadowed the package as an empty namespace package.
+    folder = os.path.join(_HERE, "__pycache__")
+    for pattern in _LEGACY:
+        for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
+            try:
+                os.remove(path)
+            except OSError:  # read-only, or another process got there first
+                pass
+
+
 def install():
     """Put `LoopbpCacheLocator` first in Numba's list of cache locators (once).
 
     Must run before loopbp's kernels are decorated: Numba picks a kernel's locator when
-    its ``@njit(cache=True)`` runs.
+    its ``@njit(cache=True)`` runs. Also deletes the cache files that loopbp 0.1.0 kept
+    beside its sources, so that an upgraded install leaves nothing behind either.
     """
+    _remove_legacy_cache()
     for impl in _impl_classes():
         if LoopbpCacheLocator not in impl._locator_classes:
             impl._locator_classes.insert(0, LoopbpCacheLocator)
 
 
 def clear():
-    """Delete this copy of loopbp's cached kernels; returns the folder that was removed, or None."""
+    """Delete this copy of loopbp's cached kernels.
+
+    Returns
+    -------
+    str or None
+        The folder that was removed, or None when it held no cached kernel.
+
+    Raises
+    ------
+    OSError
+        When the folder cannot be removed.
+    """
     folder = cache_dir()
-    if not os.path.isdir(folder):
+    if not os.path.isdir(folder) or not os.listdir(folder):
         return None
     shutil.rmtree(folder)
     return folder
 
 
 def cache_size(folder=None):
-    """Bytes in the files under `folder` (default: `cache_dir`)."""
+    """The files under `folder` (default: `cache_dir`) and their bytes.
+
+    Returns
+    -------
+    files, size : int, int
+    """
     folder = cache_dir() if folder is None else folder
-    total = 0
+    files = total = 0
     for parent, _, names in os.walk(folder):
         for name in names:
             try:
                 total += os.stat(os.path.join(parent, name)).st_size
+                files += 1
             except OSError:
                 pass
-    return total
+    return files, total
 
 
 def is_warm(dtype):
@@ -157,6 +233,15 @@ def is_warm(dtype):
 
     Reads the index of ``passes.gradient_pass`` (the driver that calls every other kernel)
     the way Numba does; any doubt counts as cold.
+
+    Parameters
+    ----------
+    dtype : str or numpy.dtype
+        ``"float64"`` or ``"float32"``.
+
+    Returns
+    -------
+    bool
     """
     name = str(dtype)
     for index in glob.glob(os.path.join(glob.escape(cache_dir()), "passes.gradient_pass-*.nbi")):

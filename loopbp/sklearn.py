@@ -24,8 +24,8 @@ Examples
 >>> model = NetworkRegressor(random_state=0).fit(X, y)
 >>> model.predict(X[:3]).shape
 (3,)
->>> print(f"R^2 = {model.score(X, y):.2f}")
-R^2 = 0.96
+>>> bool(model.score(X, y) > 0.9)                  # R^2: 0.96 on the machine this ran on
+True
 >>> model.network_                                 # the loopbp network behind it
 Network(sizes=[2, 32, 1], activations=['sigmoid', 'identity'], dtype=np.float64)
 """
@@ -282,8 +282,8 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):
     >>> model = NetworkRegressor(hidden_layer_sizes=(20,), random_state=0).fit(X, X[:, 0] ** 2)
     >>> model.network_.sizes
     (1, 20, 1)
-    >>> print(f"R^2 = {model.score(X, X[:, 0] ** 2):.2f}")
-    R^2 = 0.98
+    >>> bool(model.score(X, X[:, 0] ** 2) > 0.9)       # R^2: 0.98 on the machine this ran on
+    True
     """
 
     def __sklearn_tags__(self):
@@ -455,8 +455,8 @@ class NetworkClassifier(ClassifierMixin, _NetworkEstimator):
     >>> model = NetworkClassifier(random_state=0).fit(X, y)
     >>> model.classes_
     array(['above', 'below'], dtype='<U5')
-    >>> print(f"accuracy = {model.score(X, y):.2f}")
-    accuracy = 0.94
+    >>> bool(model.score(X, y) > 0.9)                  # accuracy: 0.94 on the machine this ran on
+    True
     >>> hasattr(model, "predict_proba")
     False
     """

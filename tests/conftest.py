@@ -45,6 +45,7 @@ HEAVY_WITHOUT_JIT = (
     "test_saturating_layers",
     # The README's examples train for thousands of steps and cross-validate a classifier.
     "test_readme_example",
+    "test_docstring_examples[sklearn]",
 )
 
 

@@ -209,6 +209,7 @@ def test_version(capsys):
         (["compare", "--sweeps", "m"], "usage: loopbp compare"),
         (["train", "sine", "--epoch", "3", "--x"], "usage: loopbp train sine"),
         (["cache", "--all"], "usage: loopbp cache"),
+        (["--all", "cache"], "usage: loopbp [-h]"),
     ],
 )
 def test_an_unknown_flag_shows_the_subcommands_usage(args, usage, capsys):

@@ -1,19 +1,22 @@
 """The examples in the docstrings and the README run and print what they say."""
 
 import doctest
+import importlib
 import pathlib
+import sys
 
 import pytest
 
 import loopbp
-from loopbp import gradients, network
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
-@pytest.mark.parametrize("module", [gradients, network], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", ["gradients", "network", "sklearn"])
 def test_docstring_examples(module):
-    result = doctest.testmod(module, raise_on_error=False)
+    if module == "sklearn":
+        pytest.importorskip("sklearn", minversion="1.6")
+    result = doctest.testmod(importlib.import_module(f"loopbp.{module}"), raise_on_error=False)
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -47,3 +50,18 @@ def test_the_version_is_set_in_one_place():
         assert importlib.metadata.version("loopbp") == loopbp.__version__
     except importlib.metadata.PackageNotFoundError:  # run from a checkout that is not installed
         pass
+
+
+def test_a_missing_optional_submodule_is_a_missing_attribute(monkeypatch):
+    # Without scikit-learn, hasattr, help() and inspect must see a missing attribute,
+    # not an ImportError; the message still says what to install.
+    import inspect
+
+    for name in ["sklearn", *(n for n in sys.modules if n.startswith("sklearn."))]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "loopbp.sklearn", raising=False)
+    monkeypatch.delattr(loopbp, "sklearn", raising=False)
+    assert not hasattr(loopbp, "sklearn")
+    with pytest.raises(AttributeError, match=r'pip install "loopbp\[sklearn\]"'):
+        loopbp.sklearn  # noqa: B018
+    assert dict(inspect.getmembers(loopbp))["Network"] is loopbp.Network

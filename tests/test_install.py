@@ -129,8 +129,9 @@ def test_install_run_uninstall_reinstall_in_a_fresh_virtual_environment(tmp_path
     prefix = tmp_path / "env"
     venv.create(prefix, with_pip=True)
     site = _site_packages(prefix)
-    # numpy, numba and llvmlite from this environment, so that nothing is downloaded;
-    # loopbp itself is not among them.
+    # numpy, numba and llvmlite from this environment, so that they are not downloaded;
+    # loopbp itself is not among them. (Building the wheel fetches setuptools, as the
+    # README's pip install . does.)
     import llvmlite
     import numba
     import numpy
@@ -156,7 +157,9 @@ def test_install_run_uninstall_reinstall_in_a_fresh_virtual_environment(tmp_path
         code = (
             "import numpy as np, loopbp; from loopbp import numba_cache; "
             "net = loopbp.Network([3, 4, 2], ['sigmoid', 'identity'], seed=0); "
-            "print(net.forward(np.ones((3, 2))).shape, loopbp.__file__, numba_cache.cache_dir(), sep='|')"
+            "warm = numba_cache.is_warm('float64'); net.gradient(np.ones((3, 2)), np.ones((2, 2))); "
+            "print(net.forward(np.ones((3, 2))).shape, loopbp.__file__, numba_cache.cache_dir(), "
+            "warm, numba_cache.is_warm('float64'), numba_cache.is_warm('float32'), sep='|')"
         )
         out = subprocess.run(
             [python, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600
@@ -172,16 +175,38 @@ def test_install_run_uninstall_reinstall_in_a_fresh_virtual_environment(tmp_path
     )
     (wheel,) = wheels.glob("loopbp-*.whl")
     pip(str(wheel))
-    shape, module, cache = use()
+    # What loopbp 0.1.0 left beside its sources, as if it had been installed here before.
+    legacy = site / "loopbp" / "__pycache__"
+    legacy.mkdir(exist_ok=True)
+    for name in ("kernels.forward_layer-27.py311.nbi", "kernels.forward_layer-27.py311.1.nbc"):
+        (legacy / name).write_bytes(b"old")
+    (legacy / "loopbp-numba-sources.txt").write_text("old")
+    shape, module, cache, cold, warm, warm32 = use()
     assert shape == "(2, 2)"
     assert Path(module).is_relative_to(site)
     assert Path(cache).is_relative_to(tmp_path / "user-cache" / "loopbp")
     assert list(Path(cache).glob("*.nbi"))
+    # is_warm reads Numba's own index: cold before the first gradient, warm after it,
+    # and only for the dtype that was compiled.
+    assert (cold, warm, warm32) == ("False", "True", "False")
     assert not [p for p in (site / "loopbp").rglob("*") if p.suffix in (".nbi", ".nbc", ".txt")]
 
     subprocess.run([python, "-m", "pip", "uninstall", "--quiet", "--yes", "loopbp"], env=env, check=True)
     assert not (site / "loopbp").exists(), "pip uninstall left files that would shadow the package"
 
     pip("--force-reinstall", str(wheel))
-    shape, module, _ = use()
+    shape, module, _, cold, _, _ = use()
     assert shape == "(2, 2)" and Path(module).is_relative_to(site)
+    assert cold == "True"  # the same path and sources: the kernels compiled before still serve
+
+
+def test_the_fallback_folder_must_be_private(tmp_path):
+    # Cached kernels are pickles: a folder that other users can write to is refused.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    assert not numba_cache._usable(str(shared / "loopbp_x"), private=True)
+    assert numba_cache._usable(str(shared / "loopbp_y"), private=False)
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    assert numba_cache._usable(str(mine / "loopbp_x"), private=True)

@@ -113,3 +113,10 @@ def test_the_error_never_suggests_allow_pickle(tmp_path, content):
     with pytest.raises(ValueError, match="not a readable loopbp network file") as info:
         loopbp.load(path)
     assert "allow_pickle" not in str(info.value)
+
+
+@pytest.mark.parametrize("path", [3, None, ["net.npz"]])
+def test_a_path_that_is_not_a_path_is_a_type_error(path):
+    # 3 must not be taken for a file descriptor.
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        loopbp.load(path)
