@@ -302,7 +302,7 @@ def test_cache_command_names_and_clears_the_folder(tmp_path, monkeypatch, capsys
     folder = numba_cache.cache_dir()
     assert cli.main(["cache"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == folder
-    os.makedirs(folder)
+    os.makedirs(folder, exist_ok=True)  # cache_dir may have made it
     with open(os.path.join(folder, "kernels.f-1.py311.nbi"), "wb") as f:
         f.write(b"x" * 2048)
     assert cli.main(["cache"]) == 0
