@@ -322,3 +322,11 @@ def test_train_says_when_the_kernels_compile(warm, monkeypatch, capsys):
     assert cli.main(["train", "sine", "--no-progress"]) == 0
     said = "loopbp train: compiling the loop kernels for float64" in capsys.readouterr().err
     assert said is not warm
+
+
+@pytest.mark.parametrize("command", [["compare"], ["train", "digits"], ["cache"]])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([*command, "--help"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: loopbp {' '.join(command)} ")
