@@ -143,11 +143,8 @@ class Network:
         self._sizes = np.array(self.sizes, dtype=np.int64)
         self._codes = np.array([activation_code(g) for g in activations], dtype=np.int64)
         self.theta = np.empty(self.n_parameters, dtype)
-        W, b = gradients._unpack(self.theta, self.sizes)
-        self.W, self.b = tuple(W), tuple(b)
         self.seed = seed
-        # The buffers of the last m this network was called with (one slot, any size).
-        self._workspaces = passes.WorkspacePool(slots=1)
+        self._bind_views()
 
         rng = np.random.default_rng(seed)
         for W, b in zip(self.W, self.b):
@@ -193,6 +190,11 @@ class Network:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._bind_views()
+
+    def _bind_views(self):
+        # W and b as views of theta, and an empty pool for the buffers of the last m this
+        # network is called with (one slot, any size).
         W, b = gradients._unpack(self.theta, self.sizes)
         self.W, self.b = tuple(W), tuple(b)
         self._workspaces = passes.WorkspacePool(slots=1)

@@ -91,9 +91,19 @@ def _usable(folder, private=False):
         return False
 
 
-def _candidates(py_file):
-    subpath = caching._CacheLocator.get_suitable_cache_subpath(py_file)
+def _folders():
+    # (folder, must be private) in order of preference; the subfolder is named after the
+    # path of this copy of loopbp, as Numba names its own.
+    subpath = caching._CacheLocator.get_suitable_cache_subpath(__file__)
     return [(os.path.join(cache_root(), subpath), False), (os.path.join(_fallback_root(), subpath), True)]
+
+
+def _writable_folder():
+    """The first of `_folders` that can be written, or None."""
+    for folder, private in _folders():
+        if _usable(folder, private):
+            return folder
+    return None
 
 
 def cache_dir():
@@ -106,11 +116,7 @@ def cache_dir():
         be written, the same inside a private folder of the temporary directory. It is
         created if need be.
     """
-    candidates = _candidates(__file__)
-    for folder, private in candidates:
-        if _usable(folder, private):
-            return folder
-    return candidates[0][0]
+    return _writable_folder() or _folders()[0][0]
 
 
 @functools.cache
@@ -127,7 +133,7 @@ def sources_fingerprint():
 class LoopbpCacheLocator(caching._CacheLocator):
     """Numba cache locator for loopbp's own kernels: a per-user directory, a package-wide stamp."""
 
-    def __init__(self, py_func, py_file, folder):
+    def __init__(self, py_func, folder):
         self._lineno = py_func.__code__.co_firstlineno
         self._cache_path = folder
 
@@ -144,12 +150,12 @@ class LoopbpCacheLocator(caching._CacheLocator):
     def from_function(cls, py_func, py_file):
         if os.path.dirname(os.path.abspath(py_file)) != _HERE:
             return None  # not loopbp's: Numba's own locators decide
-        for folder, private in _candidates(py_file):
-            if _usable(folder, private):
-                return cls(py_func, py_file, folder)
-        # Nowhere to write: Numba's own locators decide (none of them can write either,
-        # in all likelihood, and the kernels are compiled in each process).
-        return None
+        folder = _writable_folder()
+        if folder is None:
+            # Nowhere to write: Numba's own locators decide (none of them can write either,
+            # in all likelihood, and the kernels are compiled in each process).
+            return None
+        return cls(py_func, folder)
 
 
 def _impl_classes():
