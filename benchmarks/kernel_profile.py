@@ -46,7 +46,7 @@ def main(argv=None):
     # Imported here, not at the top: asv imports every module of benchmarks/ when it
     # runs older commits, which lack these modules.
     import loopbp
-    from loopbp import kernels, passes, tiled_kernels
+    from loopbp import kernels, packed_kernels, passes, tiled_kernels
 
     sizes, m = common.CASES[args.case]
     W, b, X, Y, acts = common.problem(sizes, m, args.dtype)
@@ -60,46 +60,62 @@ def main(argv=None):
         passes._matrix(work.activations, passes._activation_offset(S, m, l), sizes[l], m)
         for l in range(1, L + 1)
     ]
-    transposed = max((sizes[l] * sizes[l - 1] for l in range(2, L + 1)), default=0)
-    packing = work.scratch[transposed:]
+    tile = work.tile
+    threads = numba.get_num_threads() if parallel else 1
+    shared = passes.shared_scratch_length(tile, S, m, True)
+    panels, packing = work.scratch[:shared], work.scratch[shared:]
     rows = []
 
     def add(name, call, flop=None):
         seconds = _median_time(call, args.repeat)
         rows.append((name, seconds, flop / seconds / 1e9 if flop else None))
 
-    for l in range(1, L + 1):
-        add(
-            f"forward l={l} ({sizes[l]}x{sizes[l - 1]})",
-            lambda l=l: tiled_kernels.forward_layer(
-                net.W[l - 1], net.b[l - 1], net._codes[l - 1], A[l - 1], A[l], packing, parallel
-            ),
-            2 * sizes[l] * sizes[l - 1] * m,
+    def forward(l):
+        W, b, code = net.W[l - 1], net.b[l - 1], net._codes[l - 1]
+        if tile is None:
+            return lambda: tiled_kernels.forward_layer(W, b, code, A[l - 1], A[l], packing, parallel)
+        return lambda: packed_kernels.forward_layer(
+            tile, W, b, code, A[l - 1], A[l], panels, packing, threads
         )
+
+    def weight_gradient(l, delta, dW, db):
+        if tile is None:
+            return lambda: (
+                tiled_kernels.weight_gradient(delta, A[l - 1], dW, parallel),
+                kernels.bias_gradient(delta, db, parallel),
+            )
+        return lambda: packed_kernels.weight_gradient(tile, delta, A[l - 1], dW, db, panels, packing, threads)
+
+    def hidden_delta(l, delta, previous):
+        W, code = net.W[l - 1], net._codes[l - 2]
+        if tile is None:
+            W_T = np.ascontiguousarray(W.T)
+            return lambda: tiled_kernels.hidden_delta_to_z(
+                W_T, delta, code, A[l - 1], previous, packing, parallel
+            )
+        return lambda: packed_kernels.hidden_delta_to_z(
+            tile, W, delta, code, A[l - 1], previous, panels, packing, threads
+        )
+
+    for l in range(1, L + 1):
+        add(f"forward l={l} ({sizes[l]}x{sizes[l - 1]})", forward(l), 2 * sizes[l] * sizes[l - 1] * m)
     deltas = [passes._matrix(work.deltas[k], 0, max(sizes[1:]), m) for k in range(2)]
     delta_L = deltas[0][: sizes[L]]
     add("dE/dA^L, E", lambda: kernels.output_delta(A[L], Y, delta_L, work.squares, parallel))
     add("dE/dZ^L = dE/dA^L g'", lambda: kernels.delta_to_z(net._codes[L - 1], A[L], delta_L, parallel))
     for l in range(L, 0, -1):
         delta = deltas[(L - l) % 2][: sizes[l]]
-        dW = passes._weights(grad, S, l)
+        dW, db = passes._weights(grad, S, l), passes._biases(grad, S, l)
         add(
-            f"dE/dW^{l} ({sizes[l]}x{sizes[l - 1]})",
-            lambda delta=delta, dW=dW, l=l: tiled_kernels.weight_gradient(delta, A[l - 1], dW, parallel),
+            f"dE/dW^{l}, dE/db^{l} ({sizes[l]}x{sizes[l - 1]})",
+            weight_gradient(l, delta, dW, db),
             2 * sizes[l] * sizes[l - 1] * m,
         )
-        add(
-            f"dE/db^{l}",
-            lambda delta=delta, l=l: kernels.bias_gradient(delta, passes._biases(grad, S, l), parallel),
-        )
         if l > 1:
-            W_T = np.ascontiguousarray(net.W[l - 1].T)
             previous = deltas[(L - l + 1) % 2][: sizes[l - 1]]
             add(
                 f"dE/dZ^{l - 1} ({sizes[l - 1]}x{sizes[l]})",
-                lambda W_T=W_T, delta=delta, previous=previous, l=l: tiled_kernels.hidden_delta_to_z(
-                    W_T, delta, net._codes[l - 2], A[l - 1], previous, packing, parallel
-                ),
+                hidden_delta(l, delta, previous),
                 2 * sizes[l] * sizes[l - 1] * m,
             )
     whole = _median_time(lambda: net.gradient(X, Y), args.repeat)

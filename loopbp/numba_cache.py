@@ -135,6 +135,8 @@ class LoopbpCacheLocator(caching._CacheLocator):
 
     def __init__(self, py_func, folder):
         self._lineno = py_func.__code__.co_firstlineno
+        # Numba names the file in its warning when a function cannot be cached.
+        self._py_file = py_func.__code__.co_filename
         self._cache_path = folder
 
     def get_cache_path(self):

@@ -1,11 +1,17 @@
-"""The loop over the layers l: the forward pass and back-propagation, for both kernel sets.
+"""The loop over the layers l: the forward pass and back-propagation, for every kernel set.
 
-``plain`` chooses the kernels: left out, the register-tiled contractions of
-``loopbp.tiled_kernels`` (what the loops backend runs); ``plain=True``, the plain loop
-nests of ``loopbp.kernels`` (the seed's equations as written, kept as a second reference
-for the tests). Either way the elementwise equations (dE/dA^L, dE/dZ^l = dE/dA^l g',
-dE/db^l) are the plain kernels. Leaving ``plain`` out makes it a compile-time constant,
-so the compiled driver holds the tiled kernels alone.
+Two arguments choose the kernels of the three contractions, both at compile time (Numba
+prunes the branches not taken, so each compiled driver holds one kernel set alone):
+
+- ``tile``, a ``simd.Tile``: the packed contractions of ``loopbp.packed_kernels``, with
+  the register tile of the host's vector width (``simd.tile()``), what the loops backend
+  runs on x86 with AVX2 or AVX-512; None: the portable dot-product tiles of
+  ``loopbp.tiled_kernels``;
+- ``plain=True``: the plain loop nests of ``loopbp.kernels`` instead (the seed's
+  equations as written, kept as a second reference for the tests).
+
+The elementwise equations (dE/dA^L, and for the portable and plain sets dE/dZ^l =
+dE/dA^l g' and dE/db^l) are the plain kernels.
 
 Storage, shared by the drivers and by ``loopbp.gradients``:
 
@@ -17,8 +23,9 @@ Storage, shared by the drivers and by ``loopbp.gradients``:
   from A^l (see ``loopbp.activations``);
 - the backward pass alternates between two delta buffers of max_l n^l x m: each
   holds dE/dA^l and is turned in place into dE/dZ^l;
-- a scratch buffer holds (W^l)^T for dE/dA^(l-1) (the largest l >= 2 sets its
-  length), then each thread's packed block (``tiled_kernels.scratch_length``).
+- a scratch buffer holds a part shared by all threads (`shared_scratch_length`): the
+  packed panels of each contraction's left operand, or (W^l)^T for the portable
+  dE/dA^(l-1); then each thread's packed block.
 
 A `Workspace` holds these buffers, so that repeated calls with one network and one m
 (``Network`` and its ``fit``) allocate nothing.
@@ -30,7 +37,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from . import kernels, thread_safety, tiled_kernels
+from . import kernels, packed_kernels, simd, thread_safety, tiled_kernels
 
 #: Below this many multiply-adds per gradient the tiled path runs in the calling thread:
 #: starting a parallel region costs about 3 us here, and a tiny network's gradient takes
@@ -76,9 +83,38 @@ def _biases(theta, sizes, l):
     return theta[start : start + sizes[l]]
 
 
-def _transposed_length(sizes):
-    # (W^l)^T is needed for l = 2..L only.
-    return max((int(a) * int(b) for a, b in zip(sizes[1:-1], sizes[2:])), default=0)
+@njit(cache=True)
+def shared_scratch_length(tile, sizes, m, backward):
+    """Length of the part of the scratch that all threads share.
+
+    With a tile: the largest left operand packed in panels of MR rows, W^l (forward),
+    dE/dZ^l (dE/dW^l) or (W^(l+1))^T (dE/dA^l). Without (the portable kernels): the
+    largest (W^l)^T for l >= 2, for dE/dA^(l-1); nothing for the forward pass alone.
+    """
+    L = sizes.shape[0] - 1
+    n = 0
+    if tile is None:
+        if backward:
+            for l in range(2, L + 1):
+                n = max(n, sizes[l] * sizes[l - 1])
+    else:
+        mr = simd.tile_shape(tile)[0]
+        for l in range(1, L + 1):
+            rows = (sizes[l] + mr - 1) // mr * mr
+            n = max(n, rows * sizes[l - 1])
+            if backward:
+                n = max(n, rows * m)
+                if l < L:
+                    n = max(n, rows * sizes[l + 1])
+    return n
+
+
+def scratch_length(tile, sizes, m, backward, threads):
+    """Length of the whole scratch buffer: the shared part, then `threads` threads' blocks."""
+    shared = shared_scratch_length(tile, np.asarray(sizes, np.int64), m, backward)
+    if tile is None:
+        return shared + tiled_kernels.scratch_length(max(sizes), threads)
+    return shared + packed_kernels.scratch_length(tile, threads)
 
 
 class Workspace:
@@ -93,7 +129,11 @@ class Workspace:
     dtype : numpy dtype
         float32 or float64.
     backward : bool
-        Also hold the delta buffers and room for (W^l)^T, for `gradient_pass`.
+        Also hold the delta buffers and the scratch of the backward pass, for
+        `gradient_pass`.
+    tile : simd.Tile or None, optional
+        The kernels the scratch is sized for (see the module docstring); the default is
+        ``simd.tile(dtype)``, the host's.
 
     Attributes
     ----------
@@ -104,18 +144,21 @@ class Workspace:
     squares : (n^L,) float64 array
         sum_c (A^L_ic - Y_ic)^2 for each i, the terms of E (empty without `backward`).
     scratch : 1-D array
-        (W^l)^T, then one packed block per thread.
+        The shared part (`shared_scratch_length`), then one packed block per thread.
     """
 
-    def __init__(self, sizes, m, dtype, backward=True):
+    _HOST = object()
+
+    def __init__(self, sizes, m, dtype, backward=True, tile=_HOST):
         sizes = [int(n) for n in sizes]
         self.sizes, self.m, self.dtype, self.backward = tuple(sizes), int(m), np.dtype(dtype), backward
+        self.tile = simd.tile(self.dtype) if tile is Workspace._HOST else tile
         self.activations = np.empty(sum(sizes[1:]) * m, dtype)
         self.deltas = np.empty((2, max(sizes[1:]) * m if backward else 0), dtype)
         self.squares = np.empty(sizes[-1] if backward else 0, np.float64)
         # Sized for the most threads Numba can ever run, so set_num_threads cannot outgrow it.
-        packing = tiled_kernels.scratch_length(max(sizes), numba.config.NUMBA_NUM_THREADS)
-        self.scratch = np.empty((_transposed_length(sizes) if backward else 0) + packing, dtype)
+        threads = numba.config.NUMBA_NUM_THREADS
+        self.scratch = np.empty(scratch_length(self.tile, sizes, m, backward, threads), dtype)
 
 
 class WorkspacePool:
@@ -179,22 +222,16 @@ def worth_threads(sizes, m):
 
 
 def run_forward(theta, sizes, codes, X, workspace):
-    """`forward_pass` with the tiled kernels into `workspace`, threaded when it pays."""
+    """`forward_pass` with the workspace's kernels into `workspace`, threaded when it pays."""
     parallel = worth_threads(sizes, X.shape[1])
+    w = workspace
     thread_safety.run(
-        forward_pass,
-        theta,
-        sizes,
-        codes,
-        X,
-        workspace.activations,
-        workspace.scratch,
-        parallel=parallel,
+        forward_pass, theta, sizes, codes, X, w.activations, w.scratch, w.tile, parallel=parallel
     )
 
 
 def run_gradient(theta, sizes, codes, X, Y, grad, workspace):
-    """`gradient_pass` with the tiled kernels in `workspace`, threaded when it pays; returns E."""
+    """`gradient_pass` with the workspace's kernels, threaded when it pays; returns E."""
     parallel = worth_threads(sizes, X.shape[1])
     w = workspace
     return thread_safety.run(
@@ -209,12 +246,13 @@ def run_gradient(theta, sizes, codes, X, Y, grad, workspace):
         w.deltas,
         w.scratch,
         w.squares,
+        w.tile,
         parallel=parallel,
     )
 
 
 @njit(cache=True)
-def forward_pass(theta, sizes, codes, X, activations, scratch, parallel, plain=None):
+def forward_pass(theta, sizes, codes, X, activations, scratch, tile, threads, plain=None):
     """Run the forward pass for l = 1..L, writing A^1, ..., A^L into `activations`.
 
     Parameters
@@ -230,29 +268,35 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, parallel, plain=N
     activations : 1-D array
         Output: A^1, ..., A^L one after another (`Workspace.activations`).
     scratch : 1-D array
-        Each thread's packed block (`Workspace.scratch`); its start when called from
-        `gradient_pass`.
-    parallel : bool
-        Split the work among threads (see `worth_threads`); the result is bitwise the
-        same either way.
+        The workspace's scratch (`Workspace.scratch`), sized for `tile`.
+    tile : simd.Tile or None
+        The packed kernels with this register tile, or None for the portable ones.
+    threads : int
+        How many threads share the work (``numba.get_num_threads()``), or 1 to run in the
+        calling thread (see `worth_threads`); the result is bitwise the same either way.
     plain : None or True
-        Left out (None), the tiled kernels run, and Numba prunes the other branch before
-        typing, so the plain kernels are not compiled at all: that cuts the cold compile
-        of the loops backend by a fifth. True runs the plain loop nests of
-        ``loopbp.kernels`` instead, as the tests do to check one kernel set against the
-        other.
+        Left out (None), `tile` chooses the kernels, and Numba prunes the other branches
+        before typing, so that only one kernel set is compiled. True runs the plain loop
+        nests of ``loopbp.kernels`` instead, as the tests do to check one kernel set
+        against the other.
     """
     L = sizes.shape[0] - 1
     m = X.shape[1]
+    parallel = threads > 1
+    shared = shared_scratch_length(tile, sizes, m, False)
     A_prev = X
     for l in range(1, L + 1):
         W = _weights(theta, sizes, l)
         b = _biases(theta, sizes, l)
         A = _matrix(activations, _activation_offset(sizes, m, l), sizes[l], m)
-        if plain is None:
-            tiled_kernels.forward_layer(W, b, codes[l - 1], A_prev, A, scratch, parallel)
-        else:
+        if plain is not None:
             kernels.forward_layer(W, b, codes[l - 1], A_prev, A)
+        elif tile is None:
+            tiled_kernels.forward_layer(W, b, codes[l - 1], A_prev, A, scratch[shared:], parallel)
+        else:
+            packed_kernels.forward_layer(
+                tile, W, b, codes[l - 1], A_prev, A, scratch[:shared], scratch[shared:], threads
+            )
         A_prev = A
 
 
@@ -274,19 +318,19 @@ def error_from_output(A_L, Y):
 
 @njit(cache=True)
 def gradient_pass(
-    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, parallel, plain=None
+    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, threads, plain=None
 ):
     """E and the whole gradient: the forward pass, then back-propagation for l = L..1.
 
     Parameters
     ----------
-    theta, sizes, codes, X, activations, parallel, plain
+    theta, sizes, codes, X, activations, scratch, tile, threads, plain
         As in `forward_pass`.
     Y : (n^L, m) C-contiguous array
         The targets.
     grad : (p,) array
         Output: dE/dW^l and dE/db^l, laid out like theta.
-    deltas, scratch, squares
+    deltas, squares
         The buffers of a `Workspace` made with `backward`.
 
     Returns
@@ -296,15 +340,13 @@ def gradient_pass(
     """
     L = sizes.shape[0] - 1
     m = X.shape[1]
-    transposed_length = 0
-    for l in range(2, L + 1):
-        transposed_length = max(transposed_length, sizes[l] * sizes[l - 1])
-    packing = scratch[transposed_length:]
+    parallel = threads > 1
+    shared = shared_scratch_length(tile, sizes, m, True)
     # `plain` is passed on only when given, so that the callee prunes its branch too.
     if plain is None:
-        forward_pass(theta, sizes, codes, X, activations, packing, parallel)
+        forward_pass(theta, sizes, codes, X, activations, scratch, tile, threads)
     else:
-        forward_pass(theta, sizes, codes, X, activations, packing, parallel, plain)
+        forward_pass(theta, sizes, codes, X, activations, scratch, tile, threads, plain)
 
     # dE/dA^L and E, then dE/dZ^L in place.
     delta = _matrix(deltas[0], 0, sizes[L], m)
@@ -318,19 +360,32 @@ def gradient_pass(
         A_prev = _matrix(activations, _activation_offset(sizes, m, l - 1), sizes[l - 1], m) if l > 1 else X
         delta = _matrix(deltas[(L - l) % 2], 0, sizes[l], m)
         dW = _weights(grad, sizes, l)
-        if plain is None:
-            tiled_kernels.weight_gradient(delta, A_prev, dW, parallel)
-        else:
+        db = _biases(grad, sizes, l)
+        if plain is not None:
             kernels.weight_gradient(delta, A_prev, dW)
-        kernels.bias_gradient(delta, _biases(grad, sizes, l), parallel)
+            kernels.bias_gradient(delta, db, parallel)
+        elif tile is None:
+            tiled_kernels.weight_gradient(delta, A_prev, dW, parallel)
+            kernels.bias_gradient(delta, db, parallel)
+        else:
+            packed_kernels.weight_gradient(
+                tile, delta, A_prev, dW, db, scratch[:shared], scratch[shared:], threads
+            )
         if l > 1:
             W = _weights(theta, sizes, l)
             previous = _matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
-            if plain is None:
+            code = codes[l - 2]
+            if plain is not None:
+                kernels.hidden_delta(W, delta, previous)
+                kernels.delta_to_z(code, A_prev, previous, parallel)
+            elif tile is None:
                 W_T = _matrix(scratch, 0, sizes[l - 1], sizes[l])
                 tiled_kernels.transpose(W, W_T)
-                tiled_kernels.hidden_delta_to_z(W_T, delta, codes[l - 2], A_prev, previous, packing, parallel)
+                tiled_kernels.hidden_delta_to_z(
+                    W_T, delta, code, A_prev, previous, scratch[shared:], parallel
+                )
             else:
-                kernels.hidden_delta(W, delta, previous)
-                kernels.delta_to_z(codes[l - 2], A_prev, previous, parallel)
+                packed_kernels.hidden_delta_to_z(
+                    tile, W, delta, code, A_prev, previous, scratch[:shared], scratch[shared:], threads
+                )
     return E

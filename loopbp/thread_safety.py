@@ -32,11 +32,14 @@ def threads_allowed():
 
 
 def run(kernel, *args, parallel):
-    """kernel(*args, parallel), under the process-wide lock when `parallel`."""
+    """kernel(*args, threads), under the process-wide lock when `parallel`.
+
+    `threads` is ``numba.get_num_threads()`` when `parallel`, else 1 (the calling thread).
+    """
     if not parallel:
-        return kernel(*args, False)
+        return kernel(*args, 1)
     with _lock:
-        return kernel(*args, True)
+        return kernel(*args, numba.get_num_threads())
 
 
 def _after_fork_in_child():

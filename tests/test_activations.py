@@ -11,7 +11,7 @@ import pytest
 from problems import needs_jit
 
 import loopbp
-from loopbp import activations, kernels, passes, tiled_kernels
+from loopbp import activations, kernels, packed_kernels, passes, simd, tiled_kernels
 
 DTYPES = [np.float64, np.float32]
 
@@ -95,6 +95,8 @@ KERNELS = [
     tiled_kernels.hidden_delta_to_z,
     tiled_kernels._weight_gradient_chunk,
     tiled_kernels._dot_rows,
+    packed_kernels._columns_block,
+    packed_kernels._pack_panels,
 ]
 
 
@@ -118,6 +120,18 @@ def test_float32_kernels_do_no_float64_arithmetic():
         "hidden_delta_to_z": (W.T.copy(), A, 1, A_prev, A_prev.copy(), scratch),
         "_weight_gradient_chunk": (A, A_prev, np.ones((3, 2), f32), 0, 4, True),
         "_dot_rows": (A, A_prev, np.ones((3, 2), f32), 0, 4, True),
+        "_columns_block": (
+            simd.tile(f32, "avx512"),
+            np.ones(packed_kernels.panels_length(simd.tile(f32, "avx512"), 3, 2), f32),
+            3,
+            A_prev,
+            A,
+            0,
+            32,
+            np.ones(packed_kernels.scratch_length(simd.tile(f32, "avx512"), 1), f32),
+            0,
+        ),
+        "_pack_panels": (A_prev, 16, np.ones(64, f32)),
     }
     for kernel in KERNELS:
         name = kernel.__name__
@@ -141,7 +155,14 @@ def test_a_new_combination_of_activations_compiles_nothing_new():
     b = [np.zeros(3), np.zeros(2)]
     X, Y = rng.standard_normal((2, 5)), rng.standard_normal((2, 5))
     loopbp.gradient(W, b, X, Y, ["sigmoid", "identity"])
-    dispatchers = [passes.gradient_pass, tiled_kernels.forward_layer, tiled_kernels.hidden_delta_to_z]
+    dispatchers = [
+        passes.gradient_pass,
+        tiled_kernels.forward_layer,
+        tiled_kernels.hidden_delta_to_z,
+        packed_kernels.forward_layer,
+        packed_kernels.hidden_delta_to_z,
+        packed_kernels.weight_gradient,
+    ]
     before = [len(d.signatures) for d in dispatchers]
     for combination in (["tanh", "relu"], ["relu", "sigmoid"], ["identity", "tanh"]):
         loopbp.gradient(W, b, X, Y, combination)

@@ -1,10 +1,12 @@
 """The loop kernels against the einsum reference, over a flat table of cases."""
 
+import numba
 import numpy as np
 import pytest
 from problems import DTYPES, PATTERNS, SHAPES, activations_for, make_problem
 
 import loopbp
+from loopbp import simd
 from loopbp.agreement import TOLERANCE, gradient_difference, relative_difference
 
 
@@ -44,18 +46,21 @@ def test_the_comparison_can_fail():
     assert gradient_difference((E, wrong, db), (E, dW, db)) > TOLERANCE[np.dtype(np.float64)]
 
 
+@pytest.mark.parametrize("path", simd.PATHS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name,sizes,m", SHAPES, ids=[s[0] for s in SHAPES])
-def test_tiled_kernels_agree_with_the_plain_loops(name, sizes, m, dtype):
+def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
     # The plain kernels are the seed's loop nests as written: the second reference for
-    # the tiled kernels that the loops backend runs.
+    # the kernels that the loops backend runs, on every path whatever this CPU is (a
+    # vector wider than the host's runs in pieces: slow, and just as exact).
     from loopbp import gradients, passes
     from loopbp.activations import activation_code
 
     W, b, X, Y, acts = make_problem(sizes, m, activations_for("cycle", len(sizes) - 1), dtype)
     sizes_array, theta = gradients._pack(W, b, np.dtype(dtype))
     codes = np.array([activation_code(a) for a in acts], dtype=np.int64)
-    work = passes.Workspace(sizes, m, dtype)
+    work = passes.Workspace(sizes, m, dtype, tile=simd.tile(dtype, path))
+    threads = numba.get_num_threads()
 
     def run(tiled):
         grad = np.empty_like(theta)
@@ -70,11 +75,20 @@ def test_tiled_kernels_agree_with_the_plain_loops(name, sizes, m, dtype):
             work.deltas,
             work.scratch,
             work.squares,
-            True,
+            work.tile,
+            threads,
             plain=None if tiled else True,
         )
         passes.forward_pass(
-            theta, sizes_array, codes, X, work.activations, work.scratch, True, plain=None if tiled else True
+            theta,
+            sizes_array,
+            codes,
+            X,
+            work.activations,
+            work.scratch,
+            work.tile,
+            threads,
+            plain=None if tiled else True,
         )
         return E, grad, work.activations.copy()
 

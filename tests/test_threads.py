@@ -64,9 +64,10 @@ def test_both_paths_are_exercised_by_the_test_table():
     assert passes.worth_threads((64, 128, 128, 10), 200)
 
 
+@pytest.mark.parametrize("path", ["host", "portable"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_serial_and_parallel_kernels_are_bitwise_equal(dtype):
-    from loopbp import kernels, tiled_kernels
+def test_serial_and_parallel_kernels_are_bitwise_equal(dtype, path):
+    from loopbp import kernels, packed_kernels, simd, tiled_kernels
 
     rng = np.random.default_rng(0)
     n_in, n, n_next, m = 37, 29, 13, 999
@@ -77,20 +78,32 @@ def test_serial_and_parallel_kernels_are_bitwise_equal(dtype):
     dZ_next = rng.standard_normal((n_next, m)).astype(dtype)
     Y = rng.standard_normal((n, m)).astype(dtype)
 
-    scratch = np.empty(tiled_kernels.scratch_length(max(n_in, n_next), numba.config.NUMBA_NUM_THREADS), dtype)
+    threads = numba.config.NUMBA_NUM_THREADS
+    tile = simd.tile(dtype) if path == "host" else None
+    scratch = np.empty(tiled_kernels.scratch_length(max(n_in, n_next), threads), dtype)
+    if tile is not None:
+        scratch = np.empty(packed_kernels.scratch_length(tile, threads), dtype)
+        panels = np.empty(max(packed_kernels.panels_length(tile, n, k) for k in (n_in, n_next, m)), dtype)
 
     def run(parallel):
         A = np.empty((n, m), dtype)
-        tiled_kernels.forward_layer(W, b, 1, A_prev, A, scratch, parallel)
         dZ = np.empty((n, m), dtype)
-        tiled_kernels.hidden_delta_to_z(W_next_T, dZ_next, 3, A, dZ, scratch, parallel)
         dW = np.empty((n, n_in), dtype)
-        tiled_kernels.weight_gradient(dZ, A_prev, dW, parallel)
+        db = np.empty(n, dtype)
+        if tile is None:
+            tiled_kernels.forward_layer(W, b, 1, A_prev, A, scratch, parallel)
+            tiled_kernels.hidden_delta_to_z(W_next_T, dZ_next, 3, A, dZ, scratch, parallel)
+            tiled_kernels.weight_gradient(dZ, A_prev, dW, parallel)
+            kernels.bias_gradient(dZ, db, parallel)
+        else:
+            threads = numba.get_num_threads() if parallel else 1
+            packed_kernels.forward_layer(tile, W, b, 1, A_prev, A, panels, scratch, threads)
+            W_next = np.ascontiguousarray(W_next_T.T)
+            packed_kernels.hidden_delta_to_z(tile, W_next, dZ_next, 3, A, dZ, panels, scratch, threads)
+            packed_kernels.weight_gradient(tile, dZ, A_prev, dW, db, panels, scratch, threads)
         delta, squares = np.empty((n, m), dtype), np.empty(n)
         kernels.output_delta(A, Y, delta, squares, parallel)
         kernels.delta_to_z(2, A, delta, parallel)
-        db = np.empty(n, dtype)
-        kernels.bias_gradient(dZ, db, parallel)
         return [A, dZ, dW, delta, squares, db]
 
     for x, y in zip(run(True), run(False)):
@@ -212,9 +225,12 @@ def test_run_locks_only_parallel_calls(monkeypatch):
             events.append("unlock")
 
     monkeypatch.setattr(thread_safety, "_lock", RecordingLock())
-    assert thread_safety.run(lambda x, parallel: (x, parallel), 1, parallel=False) == (1, False)
+    assert thread_safety.run(lambda x, threads: (x, threads), 1, parallel=False) == (1, 1)
     assert events == []
-    assert thread_safety.run(lambda x, parallel: (x, parallel), 2, parallel=True) == (2, True)
+    assert thread_safety.run(lambda x, threads: (x, threads), 2, parallel=True) == (
+        2,
+        numba.get_num_threads(),
+    )
     assert events == ["lock", "unlock"]
 
 
@@ -236,8 +252,14 @@ def test_after_fork_only_openmp_turns_threads_off(monkeypatch, layer, serial):
 
 
 def test_too_short_scratch_is_an_error():
-    from loopbp import tiled_kernels
+    from loopbp import packed_kernels, simd, tiled_kernels
 
     W, A_prev = np.ones((3, 5)), np.ones((5, 40))
     with pytest.raises(ValueError, match="scratch is too short"):
         tiled_kernels.forward_layer(W, np.zeros(3), 0, A_prev, np.empty((3, 40)), np.empty(10), False)
+    tile = simd.tile(np.float64)
+    if tile is not None:
+        with pytest.raises(ValueError, match="scratch is too short"):
+            packed_kernels.forward_layer(
+                tile, W, np.zeros(3), 0, A_prev, np.empty((3, 40)), np.empty(100), np.empty(10)
+            )

@@ -1,0 +1,333 @@
+r"""The three contractions as blocked loops over packed panels, with a register micro-kernel.
+
+The sums are those of ``loopbp.kernels``; each is one contraction
+C[p, q] = sum_k P[p, k] Q[k, q] of two views, with C's rows contiguous:
+
+==========  ==============  ==================  ====================  ============
+equation    C[p, q]         P[p, k]             Q[k, q]               k
+==========  ==============  ==================  ====================  ============
+forward     Z^l_ic          W^l_ij              A^(l-1)_jc            j
+dE/dA^l     dE/dA^l_ic      (W^(l+1))^T_ij      dE/dZ^(l+1)_jc        j
+dE/dW^l     dE/dW^l_ij      dE/dZ^l_ic          (A^(l-1))^T_cj        c
+==========  ==============  ==================  ====================  ============
+
+The loops are those of Goto's method (as in BLIS), with the roles of rows and columns
+swapped because C is row-major here:
+
+- q (the columns of C) is cut into blocks of up to `NC` columns; ``prange`` runs over
+  these blocks, so every thread owns the columns of C it writes;
+- k is cut into chunks of `KC`; for each chunk the block's Q[k, q] is copied into a
+  packed panel of NR columns at a time (for each k, NR values one after another, zeros
+  past the edge), sized to stay in L2 while it is used `n_p / MR` times;
+- p runs in panels of MR rows; each is packed the same way (MR values per k), stays in
+  L1 while it meets every Q panel of the block, and each meeting is one call of the
+  register micro-kernel ``simd.register_block``: an MR x NR block of C in registers.
+
+Tiles at the edges (widths that are not multiples of MR or NR) run the same micro-kernel
+on the zero-padded panels into a small buffer, and only the part inside C is copied out.
+
+Every element's sum runs over k in chunk order, one fused multiply-add per step inside a
+chunk, and the chunk sums are added to C in order; how q is cut into blocks, and which
+thread takes which block, never changes a sum: 1 thread and N threads give bitwise equal
+results. The elementwise steps that follow a contraction run on each block of columns
+right after its last chunk, while it is in cache: the bias and g in the forward pass,
+g' in dE/dA; and dE/db is summed from the packed panels of dE/dZ that dE/dW makes anyway.
+"""
+
+import numpy as np
+from numba import get_thread_id, njit, prange
+
+from . import simd
+from .activations import activate_row, multiply_by_derivative_row
+
+#: Bytes of one k chunk of a packed row (KC = KC_BYTES / itemsize: 256 float64, 512
+#: float32): an MR-row panel of P, 28 KiB with MR = 14, stays in a 48 KiB L1.
+KC_BYTES = 2048
+#: Columns per block: a packed KC x NC block of Q is 1 MiB, half a 2 MiB L2.
+NC = 512
+
+
+def scratch_length(tile, threads):
+    """Length of the per-thread part of the scratch: each thread's Q block and edge tile."""
+    if tile is None:
+        return 0
+    mr, nr = tile.shape
+    kc = KC_BYTES // np.dtype(tile.dtype).itemsize
+    return threads * (kc * (NC + nr) + mr * nr)
+
+
+def panels_length(tile, rows, depth):
+    """Length of the buffer that holds a rows x depth P packed in panels of MR rows."""
+    if tile is None:
+        return 0
+    mr = tile.shape[0]
+    return (int(rows) + mr - 1) // mr * mr * int(depth)
+
+
+@njit(cache=True)
+def _thread_buffers(tile, scratch, slot):
+    # The Q block and the edge tile of thread `slot`, views of scratch.
+    mr, nr = simd.tile_shape(tile)
+    kc = KC_BYTES // scratch.itemsize
+    q_size, e_size = kc * (NC + nr), mr * nr
+    start = slot * (q_size + e_size)
+    if start + q_size + e_size > scratch.shape[0]:
+        raise ValueError("scratch is too short for this many threads; see scratch_length")
+    q_block = scratch[start : start + q_size]
+    edge = scratch[start + q_size : start + q_size + e_size].reshape((mr, nr))
+    return q_block, edge
+
+
+@njit(cache=True)
+def _pack_panels(V, w, packed):
+    """packed[(u kn + k) w + s] = V[k, u w + s]: V (kn x n) in panels of w columns.
+
+    For each k a panel holds its w values one after another; past column n they are
+    zeros. The source is read along whichever of its axes is contiguous, so that
+    memory is read in order: copying is limited by memory, not by the loop.
+    """
+    kn, n = V.shape
+    zero = packed.dtype.type(0)
+    panels = (n + w - 1) // w
+    if V.strides[1] <= V.strides[0]:
+        for k in range(kn):
+            row = V[k]
+            for u in range(panels):
+                width = min(w, n - u * w)
+                dst = packed[(u * kn + k) * w : (u * kn + k + 1) * w]
+                for s in range(width):
+                    dst[s] = row[u * w + s]
+                for s in range(width, w):
+                    dst[s] = zero
+    else:
+        for u in range(panels):
+            width = min(w, n - u * w)
+            panel = packed[u * kn * w : (u + 1) * kn * w]
+            for s in range(width):
+                column = V[:, u * w + s]
+                for k in range(kn):
+                    panel[k * w + s] = column[k]
+            for s in range(width, w):
+                for k in range(kn):
+                    panel[k * w + s] = zero
+
+
+@njit(fastmath={"reassoc"}, cache=True)
+def _row_sum(row):
+    # Vectorised, so in an order fixed by the compiled code alone, not by the threads.
+    s = row.dtype.type(0)
+    for c in range(row.shape[0]):
+        s += row[c]
+    return s
+
+
+@njit(parallel=True, cache=True)
+def pack_rows(tile, P, panels, row_sums, threads=1):
+    """Pack P (n_p x K) into `panels`, MR rows at a time (`panels_length` long).
+
+    Panel t, rows t MR to t MR + MR - 1 of P (zeros past the last), starts at t MR K and
+    holds, for each k, its MR values. With a non-empty `row_sums`, also
+    row_sums[p] = sum_k P[p, k]. Each panel is one thread's work.
+    """
+    mr = simd.tile_shape(tile)[0]
+    n_p, K = P.shape
+    n_panels = (n_p + mr - 1) // mr
+    if threads > 1:
+        for t in prange(n_panels):
+            _pack_panel(P, mr, np.int64(t), panels, row_sums)
+    else:
+        for t in range(n_panels):
+            _pack_panel(P, mr, t, panels, row_sums)
+
+
+@njit(cache=True)
+def _pack_panel(P, mr, t, panels, row_sums):
+    K = P.shape[1]
+    p0 = t * mr
+    p1 = min(p0 + mr, P.shape[0])
+    _pack_panels(P[p0:p1].T, mr, panels[p0 * K : (p0 + mr) * K])
+    if row_sums.shape[0] > 0:
+        for p in range(p0, p1):
+            row_sums[p] = _row_sum(P[p])
+
+
+@njit(cache=True)
+def _columns_block(tile, panels, n_p, Q, C, block, width, scratch, slot):
+    """C[:, q0:q0+qn] = P Q[:, q0:q0+qn] for the columns of `block` (`width` per block).
+
+    P (n_p x K) comes packed in `panels` (`pack_rows`); the block's Q is packed here,
+    one chunk of k at a time.
+    """
+    mr, nr = simd.tile_shape(tile)
+    q_block, edge = _thread_buffers(tile, scratch, slot)
+    kc = KC_BYTES // scratch.itemsize
+    K = Q.shape[0]
+    q0 = block * width
+    qn = min(width, Q.shape[1] - q0)
+    q_panels = (qn + nr - 1) // nr
+    for k0 in range(0, K, kc):
+        kn = min(kc, K - k0)
+        accumulate = k0 > 0
+        _pack_panels(Q[k0 : k0 + kn, q0 : q0 + qn], nr, q_block)
+        for p0 in range(0, n_p, mr):
+            pn = min(mr, n_p - p0)
+            p_start = p0 * K + k0 * mr
+            for u in range(q_panels):
+                col = q0 + u * nr
+                cn = min(nr, q0 + qn - col)
+                # A tile at an edge goes whole into `edge`, and only its part inside C is
+                # copied out; one call site keeps the compiled code small.
+                inside = pn == mr and cn == nr
+                target = C if inside else edge
+                simd.register_block(
+                    tile,
+                    kn,
+                    panels,
+                    p_start,
+                    q_block,
+                    u * kn * nr,
+                    target,
+                    p0 if inside else 0,
+                    col if inside else 0,
+                    accumulate and inside,
+                )
+                if not inside:
+                    for r in range(pn):
+                        for s in range(cn):
+                            if accumulate:
+                                C[p0 + r, col + s] += edge[r, s]
+                            else:
+                                C[p0 + r, col + s] = edge[r, s]
+    if K == 0:
+        # No k at all: the sum is empty.
+        for p in range(n_p):
+            for s in range(qn):
+                C[p, q0 + s] = 0
+
+
+@njit(cache=True)
+def _block_width(tile, n_q, threads):
+    # Columns per block: a multiple of NR, at most NC, and small enough for two blocks
+    # per thread when there are enough columns, so that no thread waits long for another.
+    nr = simd.tile_shape(tile)[1]
+    width = (n_q + 2 * threads - 1) // (2 * threads)
+    width = (width + nr - 1) // nr * nr
+    return max(nr, min(NC, width))
+
+
+@njit(cache=True)
+def _forward_block(tile, panels, b, code, A_prev, A, block, width, scratch, slot):
+    # One block of samples of forward_layer, then its bias and g while it is in cache.
+    _columns_block(tile, panels, A.shape[0], A_prev, A, block, width, scratch, slot)
+    c0 = block * width
+    c1 = min(c0 + width, A.shape[1])
+    for i in range(A.shape[0]):
+        row = A[i, c0:c1]
+        for s in range(c1 - c0):
+            row[s] += b[i]
+        activate_row(code, row)
+
+
+@njit(parallel=True, cache=True)
+def forward_layer(tile, W, b, code, A_prev, A, panels, scratch, threads=1):
+    r"""Forward pass through layer l, packed; the same sums as ``kernels.forward_layer``.
+
+    .. math::
+
+        Z^l_{ic} = \sum_{j=1}^{n^{l-1}} W^l_{ij} A^{l-1}_{jc} + b^l_i,
+        \qquad A^l_{ic} = g^l(Z^l_{ic})
+
+    Parameters
+    ----------
+    tile : simd.Tile
+        The register tile.
+    W, b, code, A_prev, A
+        As in ``kernels.forward_layer``; A's rows must be contiguous.
+    panels : 1-D array
+        Room for W packed in panels (`panels_length` (n^l, n^(l-1))).
+    scratch : 1-D array
+        Each thread's packed block of A^(l-1) (`scratch_length`).
+    threads : int
+        How many threads share the blocks of samples (``numba.get_num_threads()``), or
+        1 to run them all in the calling thread. The result is bitwise the same either
+        way: only the width of the blocks depends on it.
+    """
+    pack_rows(tile, W, panels, panels[:0], threads)
+    m = A.shape[1]
+    width = _block_width(tile, m, threads)
+    n_blocks = (m + width - 1) // width
+    if threads > 1:
+        for block in prange(n_blocks):
+            # prange's index is unsigned; as int64 it shares the serial branch's compiled block.
+            _forward_block(tile, panels, b, code, A_prev, A, np.int64(block), width, scratch, get_thread_id())
+    else:
+        for block in range(n_blocks):
+            _forward_block(tile, panels, b, code, A_prev, A, block, width, scratch, 0)
+
+
+@njit(cache=True)
+def _hidden_delta_block(tile, panels, dZ_next, code, A, dZ, block, width, scratch, slot):
+    # One block of samples of hidden_delta_to_z, then its factor g' while it is in cache.
+    _columns_block(tile, panels, dZ.shape[0], dZ_next, dZ, block, width, scratch, slot)
+    c0 = block * width
+    c1 = min(c0 + width, dZ.shape[1])
+    for i in range(dZ.shape[0]):
+        multiply_by_derivative_row(code, A[i, c0:c1], dZ[i, c0:c1])
+
+
+@njit(parallel=True, cache=True)
+def hidden_delta_to_z(tile, W_next, dZ_next, code, A, dZ, panels, scratch, threads=1):
+    r"""dE/dZ^l for a hidden layer l < L, packed: dE/dA^l, then the factor g^l'.
+
+    .. math::
+
+        \frac{\partial E}{\partial Z^l_{ic}}
+        = \Bigl(\sum_{j=1}^{n^{l+1}} \frac{\partial E}{\partial Z^{l+1}_{jc}} W^{l+1}_{ji}\Bigr)
+          {g^l}'(Z^l_{ic})
+
+    `W_next` is W^(l+1) itself: packing reads it transposed, so no copy of it is made.
+    `panels` holds (W^(l+1))^T packed (`panels_length` (n^l, n^(l+1))); `tile`,
+    `scratch` and `threads` as in `forward_layer`.
+    """
+    pack_rows(tile, W_next.T, panels, panels[:0], threads)
+    m = dZ.shape[1]
+    width = _block_width(tile, m, threads)
+    n_blocks = (m + width - 1) // width
+    if threads > 1:
+        for block in prange(n_blocks):
+            _hidden_delta_block(
+                tile, panels, dZ_next, code, A, dZ, np.int64(block), width, scratch, get_thread_id()
+            )
+    else:
+        for block in range(n_blocks):
+            _hidden_delta_block(tile, panels, dZ_next, code, A, dZ, block, width, scratch, 0)
+
+
+@njit(parallel=True, cache=True)
+def weight_gradient(tile, dZ, A_prev, dW, db, panels, scratch, threads=1):
+    r"""dE/dW^l and dE/db^l, packed; the same sums as ``kernels.weight_gradient`` and
+    ``kernels.bias_gradient``.
+
+    .. math::
+
+        \frac{\partial E}{\partial W^l_{ij}} = \sum_{c=1}^m \frac{\partial E}{\partial Z^l_{ic}} A^{l-1}_{jc},
+        \qquad
+        \frac{\partial E}{\partial b^l_i} = \sum_{c=1}^m \frac{\partial E}{\partial Z^l_{ic}}
+
+    dE/db is summed while dE/dZ^l is packed (`panels_length` (n^l, m)), a row at a time
+    while the row is in cache. `tile`, `scratch` and `threads` as in `forward_layer`;
+    dW's rows must be contiguous.
+    """
+    pack_rows(tile, dZ, panels, db, threads)
+    n_in = dW.shape[1]
+    width = _block_width(tile, n_in, threads)
+    n_blocks = (n_in + width - 1) // width
+    A_prev_T = A_prev.T
+    if threads > 1:
+        for block in prange(n_blocks):
+            _columns_block(
+                tile, panels, dW.shape[0], A_prev_T, dW, np.int64(block), width, scratch, get_thread_id()
+            )
+    else:
+        for block in range(n_blocks):
+            _columns_block(tile, panels, dW.shape[0], A_prev_T, dW, block, width, scratch, 0)

@@ -1,0 +1,317 @@
+r"""The host's vector width, the register tile that suits it, and the register-block update.
+
+The packed contractions of ``loopbp.packed_kernels`` keep an MR x NR block of C in vector
+registers and update it once per step of the summed index k:
+
+.. math:: C_{pq} \mathrel{+}= \sum_{k} P_{pk} Q_{kq},
+    \qquad p < MR,\ q < NR,
+
+broadcasting P_pk (one scalar) against vectors of Q_kq (NR = VECTORS x W consecutive q).
+Written as scalar loops, LLVM's loop vectoriser vectorises that along k instead, with
+shuffles and spills, and on AVX-512 hosts its tuning keeps to 256-bit registers. So the
+block update alone is `register_block`, an ``@intrinsic`` that emits LLVM vector loads,
+broadcasts and ``llvm.fma`` of the host's full width; every loop around it (i, j, c, the
+packing and the blocking) stays a Numba loop.
+
+A tile is a `Tile`: the dtype, the vector width W and the rows MR. Numba types it by
+those three, so each tile shape is its own compiled specialisation, and only the one in
+use is compiled.
+
+========  =======  ===========================  ===================================
+path      vector   float64 tile (MR x NR)       float32 tile (MR x NR)
+========  =======  ===========================  ===================================
+avx512    512 bit  14 x 16 (2 zmm per row)      14 x 32 (2 zmm per row)
+avx2      256 bit  6 x 8 (2 ymm per row)        6 x 16 (2 ymm per row)
+portable  --       the dot-product tiles of ``loopbp.tiled_kernels``
+========  =======  ===========================  ===================================
+
+14 x 2 accumulators, 2 loaded vectors and a broadcast use 31 of AVX-512's 32 registers;
+6 x 2 + 3 use 15 of AVX2's 16.
+"""
+
+import dataclasses
+import os
+
+import llvmlite.binding
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import NativeValue, intrinsic, models, register_model, typeof_impl, unbox
+
+#: How many steps of k ahead the micro-kernel asks for Q's panel to be brought into L1:
+#: the panel streams from L2, and the hardware prefetcher alone left the FMAs waiting
+#: (about 5% here).
+PREFETCH = 8
+#: Vectors of Q per tile row: NR = VECTORS x W.
+VECTORS = 2
+#: Rows of each tile, by path: as many as the vector registers allow.
+ROWS = {"avx512": 14, "avx2": 6}
+#: Vector width in bits, by path.
+BITS = {"avx512": 512, "avx2": 256}
+#: Every path, widest first; "portable" runs the dot-product tiles of ``loopbp.tiled_kernels``.
+PATHS = ("avx512", "avx2", "portable")
+
+
+def host_path(features=None):
+    """The widest path the host's CPU supports.
+
+    Parameters
+    ----------
+    features : mapping of str to bool, optional
+        CPU features as ``llvmlite.binding.get_host_cpu_features()`` gives them
+        (the default).
+
+    Returns
+    -------
+    str
+        "avx512" with AVX-512F, "avx2" with AVX2 and FMA, else "portable".
+    """
+    if features is None:
+        try:
+            features = llvmlite.binding.get_host_cpu_features()
+        except RuntimeError:  # LLVM cannot read the features on every platform.
+            features = {}
+    if features.get("avx512f"):
+        return "avx512"
+    if features.get("avx2") and features.get("fma"):
+        return "avx2"
+    return "portable"
+
+
+def _path_from_environment():
+    host = host_path()
+    asked = os.environ.get("LOOPBP_SIMD", "").strip().lower()
+    if not asked:
+        return host
+    if asked not in PATHS:
+        raise ValueError(f"LOOPBP_SIMD must be one of {', '.join(PATHS)} or unset, got {asked!r}")
+    if PATHS.index(asked) < PATHS.index(host):
+        raise ValueError(f"LOOPBP_SIMD={asked} is wider than this CPU supports (widest: {host})")
+    return asked
+
+
+#: The path the loops backend runs: the host's widest, or a narrower one named by the
+#: environment variable LOOPBP_SIMD (avx512, avx2 or portable), read when loopbp is imported.
+PATH = _path_from_environment()
+
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """A register tile: MR = `rows` rows by NR = VECTORS x `lanes` columns of `dtype`.
+
+    Not a tuple: Numba types a tuple argument by its items' types alone, so that two
+    tiles would share one compiled version.
+    """
+
+    dtype: np.dtype
+    lanes: int
+    rows: int
+
+    @property
+    def shape(self):
+        """(MR, NR)."""
+        return self.rows, VECTORS * self.lanes
+
+
+class TileType(types.Type):
+    """Numba's type of a `Tile`: the shape lives in the type, the value carries nothing."""
+
+    def __init__(self, dtype, lanes, rows):
+        self.dtype, self.lanes, self.rows = dtype, lanes, rows
+        super().__init__(name=f"Tile({dtype}, {lanes} lanes, {rows} rows)")
+
+
+@typeof_impl.register(Tile)
+def _typeof_tile(value, context):
+    return TileType(numba.from_dtype(np.dtype(value.dtype)), int(value.lanes), int(value.rows))
+
+
+# A byte, so that the value passes into parallel regions like any scalar.
+register_model(TileType)(lambda dmm, fe_type: models.PrimitiveModel(dmm, fe_type, ir.IntType(8)))
+
+
+@unbox(TileType)
+def _unbox_tile(typ, obj, c):
+    return NativeValue(ir.Constant(ir.IntType(8), 0))
+
+
+def tile(dtype, path=None):
+    """The `Tile` of `path` (default `PATH`) for `dtype`, or None for "portable".
+
+    Parameters
+    ----------
+    dtype : numpy dtype
+        float32 or float64.
+    path : str, optional
+        One of `PATHS`. Any path runs on any CPU that LLVM targets (a vector wider than
+        the host's is split into the host's), so the tests check every path everywhere;
+        only the host's own is fast.
+    """
+    path = PATH if path is None else path
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    if path == "portable":
+        return None
+    dtype = np.dtype(dtype)
+    return Tile(dtype, BITS[path] // (8 * dtype.itemsize), ROWS[path])
+
+
+@intrinsic
+def tile_shape(typingctx, tile):
+    """(MR, NR) of a `Tile`, as compile-time constants."""
+    if not isinstance(tile, TileType):
+        return None
+    shape = (tile.rows, VECTORS * tile.lanes)
+
+    def codegen(context, builder, signature, args):
+        return context.make_tuple(
+            builder, signature.return_type, [context.get_constant(types.intp, n) for n in shape]
+        )
+
+    return types.UniTuple(types.intp, 2)(tile), codegen
+
+
+def _loop_metadata(module):
+    # !{!self, !{"llvm.loop.unroll.disable"}}: a distinct node that names itself.
+    disable = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])
+    node = module.add_metadata([ir.Constant(ir.IntType(32), 0), disable])
+    node.operands = (node, disable)
+    return node
+
+
+@intrinsic
+def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, accumulate):
+    r"""C[row + p, col + q] (+)= sum_{k < kc} P[p_start + k MR + p] Q[q_start + k NR + q].
+
+    .. math:: C_{pq} \mathrel{+}= \sum_{k=0}^{kc-1} \hat P_{kp} \hat Q_{kq}
+
+    for p < MR and q < NR, with P^ and Q^ packed panels: for each k, MR values of P
+    and then NR values of Q lie one after another. The MR x NR sums stay in vector
+    registers for the whole loop over k and are written to C once, added to what is
+    there if `accumulate`, else in place of it. Each sum runs over k in order, one
+    fused multiply-add per step, so its result does not depend on how the caller
+    blocks or threads the loops around it.
+
+    Parameters
+    ----------
+    tile : Tile
+        Its type gives W, MR and the dtype.
+    kc : int
+        Steps of k.
+    P, Q : 1-D C-contiguous arrays
+        The packed panels.
+    p_start, q_start : int
+        Where the two panels start.
+    C : 2-D array with contiguous rows
+        The output; the block at (row, col) must lie inside it.
+    row, col : int
+    accumulate : bool
+    """
+    if not isinstance(tile, TileType):
+        return None
+    width, rows, dtype = tile.lanes, tile.rows, tile.dtype
+    if P.dtype != dtype or Q.dtype != dtype or C.dtype != dtype:
+        return None
+    sig = types.void(tile, kc, P, p_start, Q, q_start, C, row, col, accumulate)
+
+    def codegen(context, builder, signature, args):
+        _, kc_v, P_v, p0_v, Q_v, q0_v, C_v, row_v, col_v, acc_v = args
+        argtypes = signature.args
+        intp = context.get_value_type(types.intp)
+
+        def as_intp(value, ty):
+            return context.cast(builder, value, ty, types.intp)
+
+        kc_v, p0_v, q0_v = (as_intp(v, t) for v, t in zip((kc_v, p0_v, q0_v), argtypes[1:6:2]))
+        row_v, col_v = as_intp(row_v, argtypes[7]), as_intp(col_v, argtypes[8])
+        scalar = context.get_value_type(dtype)
+        vector = ir.VectorType(scalar, width)
+        align = context.get_abi_sizeof(scalar)
+        p_data = context.make_array(argtypes[2])(context, builder, P_v).data
+        q_data = context.make_array(argtypes[4])(context, builder, Q_v).data
+        c_array = context.make_array(argtypes[6])(context, builder, C_v)
+        row_stride = builder.sdiv(
+            cgutils.unpack_tuple(builder, c_array.strides, 2)[0], ir.Constant(intp, align)
+        )
+        zero = ir.Constant(vector, [ir.Constant(scalar, 0.0)] * width)
+        undef = ir.Constant(vector, ir.Undefined)
+        splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
+        nr = VECTORS * width
+        suffix = f"v{width}f{8 * align}"
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.{suffix}"
+        )
+
+        def vector_at(base, index):
+            return builder.bitcast(builder.gep(base, [index]), vector.as_pointer())
+
+        entry = builder.block
+        header = builder.append_basic_block("k_header")
+        body = builder.append_basic_block("k_body")
+        done = builder.append_basic_block("k_done")
+        builder.branch(header)
+
+        builder.position_at_end(header)
+        k = builder.phi(intp, "k")
+        sums = [[builder.phi(vector) for v in range(VECTORS)] for p in range(rows)]
+        k.add_incoming(ir.Constant(intp, 0), entry)
+        for row_sums in sums:
+            for s in row_sums:
+                s.add_incoming(zero, entry)
+        builder.cbranch(builder.icmp_signed("<", k, kc_v), body, done)
+
+        builder.position_at_end(body)
+        q_base = builder.add(q0_v, builder.mul(k, ir.Constant(intp, nr)))
+        p_base = builder.add(p0_v, builder.mul(k, ir.Constant(intp, rows)))
+        if PREFETCH:
+            prefetch = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()] + [ir.IntType(32)] * 3),
+                "llvm.prefetch.p0i8",
+            )
+            # One prefetch (read, keep in all levels, data) per 64-byte line of Q's row.
+            for line in range(0, nr * align, 64):
+                ahead = builder.gep(
+                    q_data, [builder.add(q_base, ir.Constant(intp, PREFETCH * nr + line // align))]
+                )
+                builder.call(
+                    prefetch,
+                    [builder.bitcast(ahead, ir.IntType(8).as_pointer())]
+                    + [ir.Constant(ir.IntType(32), x) for x in (0, 3, 1)],
+                )
+        q_vectors = [
+            builder.load(vector_at(q_data, builder.add(q_base, ir.Constant(intp, v * width))), align=align)
+            for v in range(VECTORS)
+        ]
+        for p in range(rows):
+            value = builder.load(builder.gep(p_data, [builder.add(p_base, ir.Constant(intp, p))]))
+            broadcast = builder.shuffle_vector(
+                builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0)), undef, splat_mask
+            )
+            for v in range(VECTORS):
+                sums[p][v].add_incoming(builder.call(fma, [broadcast, q_vectors[v], sums[p][v]]), body)
+        k.add_incoming(builder.add(k, ir.Constant(intp, 1)), body)
+        latch = builder.branch(header)
+        # The body is already MR x VECTORS independent FMAs: unrolling it further only
+        # lengthens the compile (the kernels are re-optimised in every caller).
+        latch.set_metadata("llvm.loop", _loop_metadata(builder.module))
+
+        builder.position_at_end(done)
+        addresses = []
+        for p in range(rows):
+            start = builder.add(builder.mul(builder.add(row_v, ir.Constant(intp, p)), row_stride), col_v)
+            for v in range(VECTORS):
+                address = vector_at(c_array.data, builder.add(start, ir.Constant(intp, v * width)))
+                addresses.append((address, sums[p][v]))
+        with builder.if_else(acc_v) as (add, overwrite):
+            with add:
+                for address, s in addresses:
+                    builder.store(builder.fadd(builder.load(address, align=align), s), address, align=align)
+            with overwrite:
+                for address, s in addresses:
+                    builder.store(s, address, align=align)
+        return context.get_dummy_value()
+
+    return sig, codegen
