@@ -8,6 +8,7 @@ so that the same suite runs against every commit in the history.
 """
 
 import functools
+import time
 
 import numba
 import numpy as np
@@ -138,3 +139,46 @@ def prepared(kind, sizes, m, dtype, backend, threads="all"):
 
     run()
     return run
+
+
+# --- the ceiling the contractions are held against ---------------------------------
+
+
+@functools.cache
+def micro_kernel_peak(dtype, seconds=0.3):
+    """GFLOP/s of loopbp's register micro-kernel on one core, its operands in L1.
+
+    Nothing but the MR x NR block's fused multiply-adds and the loads that feed them:
+    no packing and no cache misses, so this is the machine's FMA peak as the loops can
+    reach it. The contractions' GFLOP/s are quoted as a share of this times the threads.
+    Raises NotImplementedError where the loops run the portable kernels (no micro-kernel)
+    or in a loopbp that predates it, which asv reports as a skipped benchmark.
+    """
+    try:
+        from loopbp import simd
+    except ImportError as error:
+        raise NotImplementedError("this loopbp has no register micro-kernel") from error
+    tile = simd.tile(dtype)
+    if tile is None:
+        raise NotImplementedError("the portable path has no register micro-kernel")
+    mr, nr = tile.shape
+    kc = 64  # both panels, 64 x (MR + NR) values, fit in any L1
+    P = np.ones(kc * mr, dtype)
+    Q = np.ones(kc * nr, dtype)
+    C = np.zeros((mr, nr), dtype)
+    calls = 1000
+
+    @numba.njit
+    def repeat(tile, kc, P, Q, C, calls):
+        for _ in range(calls):
+            simd.register_block(tile, kc, P, 0, Q, 0, C, 0, 0, mr, nr, True)
+
+    repeat(tile, kc, P, Q, C, 1)
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        repeat(tile, kc, P, Q, C, calls)
+        elapsed = time.perf_counter() - start
+        best = max(best, 2 * mr * nr * kc * calls / elapsed / 1e9)
+    return best

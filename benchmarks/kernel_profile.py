@@ -120,14 +120,26 @@ def main(argv=None):
             )
     whole = _median_time(lambda: net.gradient(X, Y), args.repeat)
     total = sum(seconds for _, seconds, _ in rows)
-    print(f"{args.case} {args.dtype}, {args.threads} threads, median of {args.repeat}")
+    try:
+        peak = common.micro_kernel_peak(args.dtype) * threads
+        ceiling = f"micro-kernel in L1: {peak:.1f} GFLOP/s on {threads} threads"
+    except NotImplementedError as why:
+        peak, ceiling = None, f"no share of peak: {why}"
+    path = (
+        "portable"
+        if tile is None
+        else f"{tile.lanes * tile.dtype.itemsize * 8}-bit vectors, tile {tile.shape}"
+    )
+    print(f"{args.case} {args.dtype}, {args.threads} threads, {path}, median of {args.repeat}; {ceiling}")
     for name, seconds, gflops in rows:
         rate = f"{gflops:7.1f} GFLOP/s" if gflops else ""
-        print(f"{name:<32} {seconds * 1e3:9.3f} ms {100 * seconds / total:5.1f}%  {rate}")
-    print(f"{'sum of the kernels':<32} {total * 1e3:9.3f} ms")
-    print(
-        f"{'whole Network.gradient':<32} {whole * 1e3:9.3f} ms, {common.gflop(sizes, m) / whole:.1f} GFLOP/s"
-    )
+        if gflops and peak:
+            rate += f" {100 * gflops / peak:4.0f}% of peak"
+        print(f"{name:<34} {seconds * 1e3:9.3f} ms {100 * seconds / total:5.1f}%  {rate}")
+    print(f"{'sum of the kernels':<34} {total * 1e3:9.3f} ms")
+    rate = common.gflop(sizes, m) / whole
+    share = f", {100 * rate / peak:.0f}% of peak" if peak else ""
+    print(f"{'whole Network.gradient':<34} {whole * 1e3:9.3f} ms, {rate:.1f} GFLOP/s{share}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ swapped because C is row-major here:
   register micro-kernel ``simd.register_block``: an MR x NR block of C in registers.
 
 Tiles at the edges (widths that are not multiples of MR or NR) run the same micro-kernel
-on the zero-padded panels into a small buffer, and only the part inside C is copied out.
+on the zero-padded panels, and write back only their part inside C (masked stores).
 
 Every element's sum runs over k in chunk order, one fused multiply-add per step inside a
 chunk, and the chunk sums are added to C in order; how q is cut into blocks, and which
@@ -43,17 +43,19 @@ from .activations import activate_row, multiply_by_derivative_row
 #: Bytes of one k chunk of a packed row (KC = KC_BYTES / itemsize: 256 float64, 512
 #: float32): an MR-row panel of P, 28 KiB with MR = 14, stays in a 48 KiB L1.
 KC_BYTES = 2048
+#: Fewest values of P worth packing with threads (W^l of a small network is not).
+PARALLEL_PACKING = 65536
 #: Columns per block: a packed KC x NC block of Q is 1 MiB, half a 2 MiB L2.
 NC = 512
 
 
 def scratch_length(tile, threads):
-    """Length of the per-thread part of the scratch: each thread's Q block and edge tile."""
+    """Length of the per-thread part of the scratch: each thread's packed block of Q."""
     if tile is None:
         return 0
-    mr, nr = tile.shape
+    nr = tile.shape[1]
     kc = KC_BYTES // np.dtype(tile.dtype).itemsize
-    return threads * (kc * (NC + nr) + mr * nr)
+    return threads * kc * (NC + nr)
 
 
 def panels_length(tile, rows, depth):
@@ -65,17 +67,13 @@ def panels_length(tile, rows, depth):
 
 
 @njit(cache=True)
-def _thread_buffers(tile, scratch, slot):
-    # The Q block and the edge tile of thread `slot`, views of scratch.
-    mr, nr = simd.tile_shape(tile)
-    kc = KC_BYTES // scratch.itemsize
-    q_size, e_size = kc * (NC + nr), mr * nr
-    start = slot * (q_size + e_size)
-    if start + q_size + e_size > scratch.shape[0]:
+def _thread_buffer(tile, scratch, slot):
+    # The packed block of Q of thread `slot`, a view of scratch.
+    nr = simd.tile_shape(tile)[1]
+    size = KC_BYTES // scratch.itemsize * (NC + nr)
+    if (slot + 1) * size > scratch.shape[0]:
         raise ValueError("scratch is too short for this many threads; see scratch_length")
-    q_block = scratch[start : start + q_size]
-    edge = scratch[start + q_size : start + q_size + e_size].reshape((mr, nr))
-    return q_block, edge
+    return scratch[slot * size : (slot + 1) * size]
 
 
 @njit(cache=True)
@@ -132,7 +130,8 @@ def pack_rows(tile, P, panels, row_sums, threads=1):
     mr = simd.tile_shape(tile)[0]
     n_p, K = P.shape
     n_panels = (n_p + mr - 1) // mr
-    if threads > 1:
+    # A small P is packed sooner than a parallel region starts.
+    if threads > 1 and n_p * K >= PARALLEL_PACKING:
         for t in prange(n_panels):
             _pack_panel(P, mr, np.int64(t), panels, row_sums)
     else:
@@ -159,7 +158,7 @@ def _columns_block(tile, panels, n_p, Q, C, block, width, scratch, slot):
     one chunk of k at a time.
     """
     mr, nr = simd.tile_shape(tile)
-    q_block, edge = _thread_buffers(tile, scratch, slot)
+    q_block = _thread_buffer(tile, scratch, slot)
     kc = KC_BYTES // scratch.itemsize
     K = Q.shape[0]
     q0 = block * width
@@ -167,18 +166,11 @@ def _columns_block(tile, panels, n_p, Q, C, block, width, scratch, slot):
     q_panels = (qn + nr - 1) // nr
     for k0 in range(0, K, kc):
         kn = min(kc, K - k0)
-        accumulate = k0 > 0
         _pack_panels(Q[k0 : k0 + kn, q0 : q0 + qn], nr, q_block)
         for p0 in range(0, n_p, mr):
-            pn = min(mr, n_p - p0)
             p_start = p0 * K + k0 * mr
             for u in range(q_panels):
                 col = q0 + u * nr
-                cn = min(nr, q0 + qn - col)
-                # A tile at an edge goes whole into `edge`, and only its part inside C is
-                # copied out; one call site keeps the compiled code small.
-                inside = pn == mr and cn == nr
-                target = C if inside else edge
                 simd.register_block(
                     tile,
                     kn,
@@ -186,18 +178,13 @@ def _columns_block(tile, panels, n_p, Q, C, block, width, scratch, slot):
                     p_start,
                     q_block,
                     u * kn * nr,
-                    target,
-                    p0 if inside else 0,
-                    col if inside else 0,
-                    accumulate and inside,
+                    C,
+                    p0,
+                    col,
+                    min(mr, n_p - p0),
+                    min(nr, q0 + qn - col),
+                    k0 > 0,
                 )
-                if not inside:
-                    for r in range(pn):
-                        for s in range(cn):
-                            if accumulate:
-                                C[p0 + r, col + s] += edge[r, s]
-                            else:
-                                C[p0 + r, col + s] = edge[r, s]
     if K == 0:
         # No k at all: the sum is empty.
         for p in range(n_p):

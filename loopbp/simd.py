@@ -182,7 +182,7 @@ def _loop_metadata(module):
 
 
 @intrinsic
-def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, accumulate):
+def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, n_rows, n_cols, accumulate):
     r"""C[row + p, col + q] (+)= sum_{k < kc} P[p_start + k MR + p] Q[q_start + k NR + q].
 
     .. math:: C_{pq} \mathrel{+}= \sum_{k=0}^{kc-1} \hat P_{kp} \hat Q_{kq}
@@ -193,6 +193,10 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, acc
     there if `accumulate`, else in place of it. Each sum runs over k in order, one
     fused multiply-add per step, so its result does not depend on how the caller
     blocks or threads the loops around it.
+
+    Only the first `n_rows` rows and `n_cols` columns of the block are written, through
+    masked loads and stores: a tile at the edge of C costs one masked write-back, not a
+    detour through a buffer.
 
     Parameters
     ----------
@@ -205,8 +209,11 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, acc
     p_start, q_start : int
         Where the two panels start.
     C : 2-D array with contiguous rows
-        The output; the block at (row, col) must lie inside it.
+        The output; rows row..row + n_rows - 1 and columns col..col + n_cols - 1 must
+        lie inside it.
     row, col : int
+    n_rows, n_cols : int
+        At most MR and NR.
     accumulate : bool
     """
     if not isinstance(tile, TileType):
@@ -214,38 +221,52 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, acc
     width, rows, dtype = tile.lanes, tile.rows, tile.dtype
     if P.dtype != dtype or Q.dtype != dtype or C.dtype != dtype:
         return None
-    sig = types.void(tile, kc, P, p_start, Q, q_start, C, row, col, accumulate)
+    sig = types.void(tile, kc, P, p_start, Q, q_start, C, row, col, n_rows, n_cols, accumulate)
 
     def codegen(context, builder, signature, args):
-        _, kc_v, P_v, p0_v, Q_v, q0_v, C_v, row_v, col_v, acc_v = args
         argtypes = signature.args
         intp = context.get_value_type(types.intp)
-
-        def as_intp(value, ty):
-            return context.cast(builder, value, ty, types.intp)
-
-        kc_v, p0_v, q0_v = (as_intp(v, t) for v, t in zip((kc_v, p0_v, q0_v), argtypes[1:6:2]))
-        row_v, col_v = as_intp(row_v, argtypes[7]), as_intp(col_v, argtypes[8])
+        i32 = ir.IntType(32)
+        kc_v, p0_v, q0_v, row_v, col_v, n_rows_v, n_cols_v = (
+            context.cast(builder, args[k], argtypes[k], types.intp) for k in (1, 3, 5, 7, 8, 9, 10)
+        )
+        acc_v = args[11]
         scalar = context.get_value_type(dtype)
         vector = ir.VectorType(scalar, width)
+        mask_type = ir.VectorType(ir.IntType(1), width)
         align = context.get_abi_sizeof(scalar)
-        p_data = context.make_array(argtypes[2])(context, builder, P_v).data
-        q_data = context.make_array(argtypes[4])(context, builder, Q_v).data
-        c_array = context.make_array(argtypes[6])(context, builder, C_v)
+        p_data = context.make_array(argtypes[2])(context, builder, args[2]).data
+        q_data = context.make_array(argtypes[4])(context, builder, args[4]).data
+        c_array = context.make_array(argtypes[6])(context, builder, args[6])
         row_stride = builder.sdiv(
             cgutils.unpack_tuple(builder, c_array.strides, 2)[0], ir.Constant(intp, align)
         )
         zero = ir.Constant(vector, [ir.Constant(scalar, 0.0)] * width)
         undef = ir.Constant(vector, ir.Undefined)
-        splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
         nr = VECTORS * width
         suffix = f"v{width}f{8 * align}"
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.{suffix}"
         )
+        pointer = vector.as_pointer()
+        masked_load = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(vector, [pointer, i32, mask_type, vector]),
+            f"llvm.masked.load.{suffix}.p0{suffix}",
+        )
+        masked_store = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [vector, pointer, i32, mask_type]),
+            f"llvm.masked.store.{suffix}.p0{suffix}",
+        )
+
+        def splat(value, ty):
+            poison = ir.Constant(ty, ir.Undefined)
+            single = builder.insert_element(poison, value, ir.Constant(i32, 0))
+            return builder.shuffle_vector(single, poison, ir.Constant(ir.VectorType(i32, width), [0] * width))
 
         def vector_at(base, index):
-            return builder.bitcast(builder.gep(base, [index]), vector.as_pointer())
+            return builder.bitcast(builder.gep(base, [index]), pointer)
 
         entry = builder.block
         header = builder.append_basic_block("k_header")
@@ -268,7 +289,7 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, acc
         if PREFETCH:
             prefetch = cgutils.get_or_insert_function(
                 builder.module,
-                ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()] + [ir.IntType(32)] * 3),
+                ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()] + [i32] * 3),
                 "llvm.prefetch.p0i8",
             )
             # One prefetch (read, keep in all levels, data) per 64-byte line of Q's row.
@@ -279,16 +300,15 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, acc
                 builder.call(
                     prefetch,
                     [builder.bitcast(ahead, ir.IntType(8).as_pointer())]
-                    + [ir.Constant(ir.IntType(32), x) for x in (0, 3, 1)],
+                    + [ir.Constant(i32, x) for x in (0, 3, 1)],
                 )
         q_vectors = [
             builder.load(vector_at(q_data, builder.add(q_base, ir.Constant(intp, v * width))), align=align)
             for v in range(VECTORS)
         ]
         for p in range(rows):
-            value = builder.load(builder.gep(p_data, [builder.add(p_base, ir.Constant(intp, p))]))
-            broadcast = builder.shuffle_vector(
-                builder.insert_element(undef, value, ir.Constant(ir.IntType(32), 0)), undef, splat_mask
+            broadcast = splat(
+                builder.load(builder.gep(p_data, [builder.add(p_base, ir.Constant(intp, p))])), vector
             )
             for v in range(VECTORS):
                 sums[p][v].add_incoming(builder.call(fma, [broadcast, q_vectors[v], sums[p][v]]), body)
@@ -299,19 +319,30 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, acc
         latch.set_metadata("llvm.loop", _loop_metadata(builder.module))
 
         builder.position_at_end(done)
-        addresses = []
+        # Lane q of vector v is written when q + v W < n_cols, in rows p < n_rows.
+        lanes = ir.Constant(ir.VectorType(intp, width), list(range(width)))
+        column_masks = [
+            builder.icmp_signed(
+                "<",
+                lanes,
+                splat(builder.sub(n_cols_v, ir.Constant(intp, v * width)), ir.VectorType(intp, width)),
+            )
+            for v in range(VECTORS)
+        ]
+        no_lanes = ir.Constant(mask_type, [0] * width)
+        align_v = ir.Constant(i32, align)
         for p in range(rows):
-            start = builder.add(builder.mul(builder.add(row_v, ir.Constant(intp, p)), row_stride), col_v)
+            row_ok = builder.icmp_signed("<", ir.Constant(intp, p), n_rows_v)
+            # Rows past n_rows are never touched: their address may lie outside C.
+            row_index = builder.select(row_ok, builder.add(row_v, ir.Constant(intp, p)), row_v)
+            start = builder.add(builder.mul(row_index, row_stride), col_v)
             for v in range(VECTORS):
+                mask = builder.select(row_ok, column_masks[v], no_lanes)
                 address = vector_at(c_array.data, builder.add(start, ir.Constant(intp, v * width)))
-                addresses.append((address, sums[p][v]))
-        with builder.if_else(acc_v) as (add, overwrite):
-            with add:
-                for address, s in addresses:
-                    builder.store(builder.fadd(builder.load(address, align=align), s), address, align=align)
-            with overwrite:
-                for address, s in addresses:
-                    builder.store(s, address, align=align)
+                # Without `accumulate` no lane is read, and the sums are added to zeros.
+                load_mask = builder.select(acc_v, mask, no_lanes)
+                old = builder.call(masked_load, [address, align_v, load_mask, zero])
+                builder.call(masked_store, [builder.fadd(old, sums[p][v]), address, align_v, mask])
         return context.get_dummy_value()
 
     return sig, codegen
