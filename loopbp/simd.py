@@ -242,7 +242,6 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, n_r
             cgutils.unpack_tuple(builder, c_array.strides, 2)[0], ir.Constant(intp, align)
         )
         zero = ir.Constant(vector, [ir.Constant(scalar, 0.0)] * width)
-        undef = ir.Constant(vector, ir.Undefined)
         nr = VECTORS * width
         suffix = f"v{width}f{8 * align}"
         fma = cgutils.get_or_insert_function(
