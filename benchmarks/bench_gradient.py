@@ -110,6 +110,25 @@ class GflopsLoops:
         return common.gflop(sizes, m) / statistics.median(times)
 
 
+class PeakShareLoops:
+    """The loop backend's gradient as a share of the machine's measured FMA peak, in %.
+
+    The peak is loopbp's own register micro-kernel with its operands in L1, on one core
+    (``common.micro_kernel_peak``), times the threads: what is left between the two is
+    packing, cache misses, edges and the elementwise work. Skipped where the loops run
+    the portable kernels, and for commits before the micro-kernel.
+    """
+
+    params = (list(common.CASES), common.DTYPES)
+    param_names = ["case", "dtype"]
+    unit = "%"
+    timeout = 600
+
+    def track_share_of_peak(self, case, dtype):
+        gflops = GflopsLoops().track_gflops(case, dtype)  # with every thread ("all")
+        return 100 * gflops / (common.micro_kernel_peak(dtype) * common.numba.get_num_threads())
+
+
 class Control:
     """A plain NumPy product of two 512 x 512 float64 matrices, through BLAS.
 

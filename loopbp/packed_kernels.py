@@ -151,21 +151,26 @@ def _pack_panel(P, mr, t, panels, row_sums):
 
 
 @njit(cache=True)
-def _columns_block(tile, panels, n_p, Q, C, block, width, scratch, slot):
-    """C[:, q0:q0+qn] = P Q[:, q0:q0+qn] for the columns of `block` (`width` per block).
+def _columns_block(tile, panels, n_p, Q, C, block, n_blocks, scratch, slot):
+    """C[:, q0:q1] = P Q[:, q0:q1] for the columns of `block` (of `n_blocks`, `_block_columns`).
 
     P (n_p x K) comes packed in `panels` (`pack_rows`); the block's Q is packed here,
     one chunk of k at a time.
     """
     mr, nr = simd.tile_shape(tile)
     q_block = _thread_buffer(tile, scratch, slot)
-    kc = KC_BYTES // scratch.itemsize
     K = Q.shape[0]
-    q0 = block * width
-    qn = min(width, Q.shape[1] - q0)
+    q0, q1 = _block_columns(tile, Q.shape[1], block, n_blocks)
+    qn = q1 - q0
     q_panels = (qn + nr - 1) // nr
-    for k0 in range(0, K, kc):
-        kn = min(kc, K - k0)
+    # Chunks of k as even as they can be (784 = 2 x 392, not 512 + 272): a short chunk
+    # pays a whole write-back of C for a few steps. They depend on K alone, so every
+    # sum runs in the same order whatever the blocks and threads.
+    kc = KC_BYTES // scratch.itemsize
+    n_chunks = (K + kc - 1) // kc
+    for chunk in range(n_chunks):
+        k0 = chunk * K // n_chunks
+        kn = (chunk + 1) * K // n_chunks - k0
         _pack_panels(Q[k0 : k0 + kn, q0 : q0 + qn], nr, q_block)
         for p0 in range(0, n_p, mr):
             p_start = p0 * K + k0 * mr
@@ -193,29 +198,92 @@ def _columns_block(tile, panels, n_p, Q, C, block, width, scratch, slot):
 
 
 @njit(cache=True)
-def _block_width(tile, n_q, threads):
-    # Columns per block: a multiple of NR, at most NC, and small enough for two blocks
-    # per thread when there are enough columns, so that no thread waits long for another.
+def _block_count(tile, n_q, threads):
+    """How many blocks the n_q columns of C are cut into.
+
+    Enough that no block is wider than NC, and a multiple of the thread count, so that
+    the static schedule of ``prange`` gives every thread the same number of blocks.
+    """
     nr = simd.tile_shape(tile)[1]
-    width = (n_q + 2 * threads - 1) // (2 * threads)
-    width = (width + nr - 1) // nr * nr
-    return max(nr, min(NC, width))
+    n_panels = (n_q + nr - 1) // nr
+    n_blocks = (n_panels * nr + NC - 1) // NC
+    if threads > 1:
+        n_blocks = (n_blocks + threads - 1) // threads * threads
+    return max(1, min(n_blocks, n_panels))
 
 
 @njit(cache=True)
-def _forward_block(tile, panels, b, code, A_prev, A, block, width, scratch, slot):
-    # One block of samples of forward_layer, then its bias and g while it is in cache.
-    _columns_block(tile, panels, A.shape[0], A_prev, A, block, width, scratch, slot)
-    c0 = block * width
-    c1 = min(c0 + width, A.shape[1])
-    for i in range(A.shape[0]):
-        row = A[i, c0:c1]
-        for s in range(c1 - c0):
-            row[s] += b[i]
-        activate_row(code, row)
+def _block_columns(tile, n_q, block, n_blocks):
+    """Columns q0..q1 - 1 of `block`: whole panels of NR, as evenly shared as they can be."""
+    nr = simd.tile_shape(tile)[1]
+    n_panels = (n_q + nr - 1) // nr
+    return min(n_q, block * n_panels // n_blocks * nr), min(n_q, (block + 1) * n_panels // n_blocks * nr)
+
+
+#: What `_contraction` does to each block of columns of C once its sums are complete,
+#: while the block is in cache. NumPy integers, not Python ints: Numba would type a
+#: Python int constant as a literal and compile `_contraction` once for each value.
+NO_EPILOGUE = np.int64(0)  # dE/dW: nothing
+BIAS_AND_G = np.int64(1)  # forward: C_ic = g(C_ic + b_i)
+TIMES_G_PRIME = np.int64(2)  # dE/dZ: C_ic *= g'(Z_ic), written with A_ic = g(Z_ic)
+
+
+@njit(cache=True)
+def _contraction_block(tile, panels, n_p, Q, C, epilogue, b, code, A, block, n_blocks, scratch, slot):
+    # One block of columns of `_contraction`, then its epilogue while it is in cache.
+    _columns_block(tile, panels, n_p, Q, C, block, n_blocks, scratch, slot)
+    c0, c1 = _block_columns(tile, C.shape[1], block, n_blocks)
+    if epilogue == BIAS_AND_G:
+        for i in range(n_p):
+            row = C[i, c0:c1]
+            for s in range(c1 - c0):
+                row[s] += b[i]
+            activate_row(code, row)
+    elif epilogue == TIMES_G_PRIME:
+        for i in range(n_p):
+            multiply_by_derivative_row(code, A[i, c0:c1], C[i, c0:c1])
 
 
 @njit(parallel=True, cache=True)
+def _contraction(tile, panels, n_p, Q, C, epilogue, b, code, A, scratch, threads):
+    """C = P Q, with P (n_p x K) packed in `panels`, then `epilogue` on each block of C's columns.
+
+    The one parallel loop of all three contractions: Q comes as a view of any strides
+    (layout "A"), and the epilogue as a number, so that Numba compiles this function,
+    its parallel region and the micro-kernel once per tile rather than once per
+    contraction (each copy cost seconds of compile time). `b`, `code` and `A` are read
+    by the epilogue alone.
+    """
+    n_blocks = _block_count(tile, C.shape[1], threads)
+    if threads > 1:
+        for block in prange(n_blocks):
+            # prange's index is unsigned; as int64 it shares the serial branch's compiled block.
+            _contraction_block(
+                tile,
+                panels,
+                n_p,
+                Q,
+                C,
+                epilogue,
+                b,
+                code,
+                A,
+                np.int64(block),
+                n_blocks,
+                scratch,
+                get_thread_id(),
+            )
+    else:
+        for block in range(n_blocks):
+            # np.int64(0), not 0: a literal 0 would compile every block function again.
+            _contraction_block(
+                tile, panels, n_p, Q, C, epilogue, b, code, A, block, n_blocks, scratch, np.int64(0)
+            )
+
+
+# The three public kernels are inlined into their callers (in Numba's IR, before typing):
+# each compiled level re-optimises all the code linked into it, the micro-kernel too.
+@njit(cache=True, inline="always")
 def forward_layer(tile, W, b, code, A_prev, A, panels, scratch, threads=1):
     r"""Forward pass through layer l, packed; the same sums as ``kernels.forward_layer``.
 
@@ -237,32 +305,14 @@ def forward_layer(tile, W, b, code, A_prev, A, panels, scratch, threads=1):
     threads : int
         How many threads share the blocks of samples (``numba.get_num_threads()``), or
         1 to run them all in the calling thread. The result is bitwise the same either
-        way: only the width of the blocks depends on it.
+        way: only how the samples are cut into blocks depends on it.
     """
     pack_rows(tile, W, panels, panels[:0], threads)
-    m = A.shape[1]
-    width = _block_width(tile, m, threads)
-    n_blocks = (m + width - 1) // width
-    if threads > 1:
-        for block in prange(n_blocks):
-            # prange's index is unsigned; as int64 it shares the serial branch's compiled block.
-            _forward_block(tile, panels, b, code, A_prev, A, np.int64(block), width, scratch, get_thread_id())
-    else:
-        for block in range(n_blocks):
-            _forward_block(tile, panels, b, code, A_prev, A, block, width, scratch, 0)
+    # A_prev[:, :] is a view of layout "A", as Q is in the other two: see `_contraction`.
+    _contraction(tile, panels, A.shape[0], A_prev[:, :], A, BIAS_AND_G, b, code, A, scratch, threads)
 
 
-@njit(cache=True)
-def _hidden_delta_block(tile, panels, dZ_next, code, A, dZ, block, width, scratch, slot):
-    # One block of samples of hidden_delta_to_z, then its factor g' while it is in cache.
-    _columns_block(tile, panels, dZ.shape[0], dZ_next, dZ, block, width, scratch, slot)
-    c0 = block * width
-    c1 = min(c0 + width, dZ.shape[1])
-    for i in range(dZ.shape[0]):
-        multiply_by_derivative_row(code, A[i, c0:c1], dZ[i, c0:c1])
-
-
-@njit(parallel=True, cache=True)
+@njit(cache=True, inline="always")
 def hidden_delta_to_z(tile, W_next, dZ_next, code, A, dZ, panels, scratch, threads=1):
     r"""dE/dZ^l for a hidden layer l < L, packed: dE/dA^l, then the factor g^l'.
 
@@ -277,20 +327,12 @@ def hidden_delta_to_z(tile, W_next, dZ_next, code, A, dZ, panels, scratch, threa
     `scratch` and `threads` as in `forward_layer`.
     """
     pack_rows(tile, W_next.T, panels, panels[:0], threads)
-    m = dZ.shape[1]
-    width = _block_width(tile, m, threads)
-    n_blocks = (m + width - 1) // width
-    if threads > 1:
-        for block in prange(n_blocks):
-            _hidden_delta_block(
-                tile, panels, dZ_next, code, A, dZ, np.int64(block), width, scratch, get_thread_id()
-            )
-    else:
-        for block in range(n_blocks):
-            _hidden_delta_block(tile, panels, dZ_next, code, A, dZ, block, width, scratch, 0)
+    _contraction(
+        tile, panels, dZ.shape[0], dZ_next[:, :], dZ, TIMES_G_PRIME, panels[:0], code, A, scratch, threads
+    )
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, inline="always")
 def weight_gradient(tile, dZ, A_prev, dW, db, panels, scratch, threads=1):
     r"""dE/dW^l and dE/db^l, packed; the same sums as ``kernels.weight_gradient`` and
     ``kernels.bias_gradient``.
@@ -306,15 +348,7 @@ def weight_gradient(tile, dZ, A_prev, dW, db, panels, scratch, threads=1):
     dW's rows must be contiguous.
     """
     pack_rows(tile, dZ, panels, db, threads)
-    n_in = dW.shape[1]
-    width = _block_width(tile, n_in, threads)
-    n_blocks = (n_in + width - 1) // width
-    A_prev_T = A_prev.T
-    if threads > 1:
-        for block in prange(n_blocks):
-            _columns_block(
-                tile, panels, dW.shape[0], A_prev_T, dW, np.int64(block), width, scratch, get_thread_id()
-            )
-    else:
-        for block in range(n_blocks):
-            _columns_block(tile, panels, dW.shape[0], A_prev_T, dW, block, width, scratch, 0)
+    # The epilogue's code and A go unread; code is an int64 as in the other two calls.
+    _contraction(
+        tile, panels, dW.shape[0], A_prev.T[:, :], dW, NO_EPILOGUE, db, NO_EPILOGUE, dW, scratch, threads
+    )

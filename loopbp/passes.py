@@ -251,7 +251,9 @@ def run_gradient(theta, sizes, codes, X, Y, grad, workspace):
     )
 
 
-@njit(cache=True)
+# Inlined into gradient_pass rather than called: a call is one more compiled level that
+# re-optimises every kernel below it. Branch pruning still sees `tile` and `plain`.
+@njit(cache=True, inline="always")
 def forward_pass(theta, sizes, codes, X, activations, scratch, tile, threads, plain=None):
     """Run the forward pass for l = 1..L, writing A^1, ..., A^L into `activations`.
 
