@@ -113,8 +113,8 @@ class GflopsLoops:
 class PeakShareLoops:
     """The loop backend's gradient as a share of the machine's measured FMA peak, in %.
 
-    The peak is loopbp's own register micro-kernel with its operands in L1, on one core
-    (``common.micro_kernel_peak``), times the threads: what is left between the two is
+    The peak is loopbp's own register micro-kernel with its operands in L1, on every
+    thread at once (``common.micro_kernel_peak``): what is left between the two is
     packing, cache misses, edges and the elementwise work. Skipped where the loops run
     the portable kernels, and for commits before the micro-kernel.
     """
@@ -126,7 +126,7 @@ class PeakShareLoops:
 
     def track_share_of_peak(self, case, dtype):
         gflops = GflopsLoops().track_gflops(case, dtype)  # with every thread ("all")
-        return 100 * gflops / (common.micro_kernel_peak(dtype) * common.numba.get_num_threads())
+        return 100 * gflops / common.micro_kernel_peak(dtype)
 
 
 class Control:

@@ -121,7 +121,7 @@ def main(argv=None):
     whole = _median_time(lambda: net.gradient(X, Y), args.repeat)
     total = sum(seconds for _, seconds, _ in rows)
     try:
-        peak = common.micro_kernel_peak(args.dtype) * threads
+        peak = common.micro_kernel_peak(args.dtype, threads)
         ceiling = f"micro-kernel in L1: {peak:.1f} GFLOP/s on {threads} threads"
     except NotImplementedError as why:
         peak, ceiling = None, f"no share of peak: {why}"

@@ -79,6 +79,12 @@ def main(argv=None):
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--repeat", type=int, default=7, help="samples per system (default: 7)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every system this many times, in turn, and take the median of the rounds (default: 1)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--worker", nargs=3, metavar=("SYSTEM", "CASE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -90,26 +96,41 @@ def main(argv=None):
     rows = []
     for case in args.cases.split(","):
         for dtype in args.dtypes.split(","):
-            times = {}
-            for system in systems:
-                out = subprocess.run(
-                    [sys.executable, __file__, "--worker", system, case, dtype, "--repeat", str(args.repeat)],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                if out.returncode != 0:
-                    print(f"{system} {case} {dtype} failed:\n{out.stderr}", file=sys.stderr)
-                    continue
-                times[system] = json.loads(out.stdout.strip().splitlines()[-1])
+            # Rounds take the systems in turn, so that a slow spell of this shared machine
+            # falls on all of them rather than on one.
+            runs = {}
+            for _ in range(args.rounds):
+                for system in systems:
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--worker",
+                            system,
+                            case,
+                            dtype,
+                            "--repeat",
+                            str(args.repeat),
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
+                    if out.returncode != 0:
+                        print(f"{system} {case} {dtype} failed:\n{out.stderr}", file=sys.stderr)
+                        continue
+                    runs.setdefault(system, []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+            times = {system: _median_run(results) for system, results in runs.items()}
             rows.append((case, dtype, times))
 
     if args.json:
         print(json.dumps([{"case": c, "dtype": d, "results": t} for c, d, t in rows], indent=1))
         return 0
+    rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     print(
         f"loopbp peers, {datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores, "
-        f"median of {args.repeat} samples per system, each system in its own process"
+        f"{_vector_path()}, median of {args.repeat} samples per system{rounds}, "
+        "each system in its own process"
     )
     header = f"{'case':<6} {'dtype':<8} " + " ".join(f"{s:>10}" for s in systems)
     print(header + f" {'GFLOP/s':>8} {'loops, network vs fastest peer':>30}")
@@ -133,6 +154,21 @@ def main(argv=None):
             + "  ".join(f"{s} {_ms(t['first'])} {t['diff']:.0e}" for s, t in times.items())
         )
     return 0
+
+
+def _median_run(results):
+    # The round whose median time is the median of the rounds' (the lower middle one
+    # for an even count), with its first-call time and difference.
+    ordered = sorted(results, key=lambda r: r["median"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def _vector_path():
+    try:
+        from loopbp import simd
+    except ImportError:
+        return "loopbp without packed kernels"
+    return f"loopbp path {simd.PATH}"
 
 
 def _ms(seconds):
