@@ -187,7 +187,10 @@ def _exp_nonpositive_overload(x):
 # error_model="numpy": under the default ("python"), every division checks for a zero
 # divisor so that it can raise ZeroDivisionError, and that branch stops LLVM from
 # vectorising the loop. Here no divisor can be zero (1 + e >= 1).
-@njit(cache=True, error_model="numpy")
+# fastmath "contract" lets each p * r + c of exp's polynomial be one fused multiply-add:
+# half the latency of its chain, which took sigmoid from 4.2 to 1.9 ns an element here,
+# and one rounding instead of two (the 2-ulp test checks the fused form).
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def activate_row(code, z):
     """Overwrite the row `z` (Z^l_{i,:}) with g(z) (A^l_{i,:}), for activation `code`.
 
@@ -216,6 +219,8 @@ def activate_row(code, z):
     # IDENTITY leaves z as it is.
 
 
+# No "contract" here: fused, 1 - a^2 near a = 1 would round differently from NumPy's
+# two roundings, by far more than an ulp of the (cancelled) result.
 @njit(cache=True)
 def multiply_by_derivative_row(code, a, d):
     """Multiply the row `d` in place by g'(z), written with a = g(z), for activation `code`.

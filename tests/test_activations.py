@@ -169,7 +169,8 @@ def test_a_new_combination_of_activations_compiles_nothing_new():
     assert [len(d.signatures) for d in dispatchers] == before
 
 
-@numba.njit
+# As activate_row compiles it: with fused multiply-adds.
+@numba.njit(fastmath={"contract"})
 def _exp_nonpositive_all(x):
     out = np.empty_like(x)
     for k in range(x.shape[0]):
