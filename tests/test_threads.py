@@ -263,3 +263,34 @@ def test_too_short_scratch_is_an_error():
     assert packed_kernels._thread_buffer(tile, scratch, 1).shape[0] == scratch.shape[0] // 2
     with pytest.raises(ValueError, match="scratch is too short"):
         packed_kernels._thread_buffer(tile, scratch, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("path", ["avx512", "avx2"])
+def test_the_micro_kernel_is_pure_broadcast_and_fma(path, dtype):
+    # What the issue asked of the register block, read off the machine code: per step of
+    # k, MR x VECTORS vector FMAs of the path's width, and no shuffles, extracts,
+    # gathers or stack spills in the loop. Only where the CPU has the path's vectors:
+    # elsewhere LLVM splits them, which is correct (the agreement tests) but not this code.
+    import re
+
+    from loopbp import simd
+
+    if simd.PATHS.index(simd.host_path()) > simd.PATHS.index(path):
+        pytest.skip(f"this CPU has no {path}")
+    tile = simd.tile(dtype, path)
+    mr, nr = tile.shape
+
+    @numba.njit
+    def block(tile, P, Q, C):
+        simd.register_block(tile, 100, P, 0, Q, 0, C, 0, 0, mr, nr, True)
+
+    block(tile, np.ones(100 * mr, dtype), np.ones(100 * nr, dtype), np.zeros((mr, nr), dtype))
+    asm = block.inspect_asm(block.signatures[0])
+    # The loop over k: from the label before the first FMA to the branch back to it.
+    label = re.findall(r"^(\.LBB\w+):", asm[: asm.index("vfmadd")], re.MULTILINE)[-1]
+    start = asm.index(label + ":")
+    body = asm[start : asm.index(label, start + len(label) + 1)]
+    register = "zmm" if path == "avx512" else "ymm"
+    assert len(re.findall(rf"vfmadd\w+\s+[^\n]*%{register}", body)) == mr * simd.VECTORS
+    assert not re.search(r"vperm|vshuf|vextract|vinsert|gather|\(%rsp\)", body)
