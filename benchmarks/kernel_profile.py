@@ -41,6 +41,11 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     parser.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="also split the packed forward pass and dE/dW of layer 1 into packing and micro-kernels",
+    )
     args = parser.parse_args(argv)
     numba.set_num_threads(args.threads)
     # Imported here, not at the top: asv imports every module of benchmarks/ when it
@@ -64,6 +69,7 @@ def main(argv=None):
     threads = numba.get_num_threads() if parallel else 1
     shared = passes.shared_scratch_length(tile, S, m, True)
     panels, packing = work.scratch[:shared], work.scratch[shared:]
+    packing_scratch = packing
     rows = []
 
     def add(name, call, flop=None):
@@ -140,6 +146,77 @@ def main(argv=None):
     rate = common.gflop(sizes, m) / whole
     share = f", {100 * rate / peak:.0f}% of peak" if peak else ""
     print(f"{'whole Network.gradient':<34} {whole * 1e3:9.3f} ms, {rate:.1f} GFLOP/s{share}")
+    if args.parts and tile is not None:
+        delta_1 = deltas[(L - 1) % 2][: sizes[1]]
+        for name, P, Q, C in (
+            ("forward l=1", net.W[0], X, A[1]),
+            ("dE/dW^1", delta_1, X.T, passes._weights(grad, S, 1)),
+        ):
+            packing, kernels_alone = _parts(tile, P, Q, C, panels, packing_scratch, threads, args.repeat)
+            flop = 2 * P.shape[0] * P.shape[1] * Q.shape[1]
+            print(
+                f"{name}: packing alone {packing * 1e3:.3f} ms, "
+                f"micro-kernels alone {kernels_alone * 1e3:.3f} ms ({flop / kernels_alone / 1e9:.1f} GFLOP/s)"
+            )
+
+
+def _parts(tile, P, Q, C, panels, scratch, threads, repeat):
+    """Median times of the packing alone and of the micro-kernels alone, for C = P Q.
+
+    The same blocks, chunks and loops as ``packed_kernels._contraction``, each half
+    without the other: the micro-kernels run on whatever the panels hold.
+    """
+    from numba import get_thread_id, njit, prange
+
+    from loopbp import packed_kernels as pk
+    from loopbp import simd
+
+    @njit(parallel=True)
+    def pack_only(tile, P, Q, panels, scratch, threads):
+        pk.pack_rows(tile, P, panels, panels[:0], threads)
+        nr = simd.tile_shape(tile)[1]
+        n_blocks = pk._block_count(tile, Q.shape[1], threads)
+        K = Q.shape[0]
+        n_chunks = (K + pk.KC_BYTES // scratch.itemsize - 1) // (pk.KC_BYTES // scratch.itemsize)
+        for block in prange(n_blocks):
+            q_block = pk._thread_buffer(tile, scratch, get_thread_id())
+            q0, q1 = pk._block_columns(tile, Q.shape[1], np.int64(block), n_blocks)
+            for chunk in range(n_chunks):
+                k0, k1 = chunk * K // n_chunks, (chunk + 1) * K // n_chunks
+                pk._pack_panels(Q[k0:k1, q0:q1], nr, q_block)
+
+    @njit(parallel=True)
+    def kernels_only(tile, n_p, Q, C, panels, scratch, threads):
+        mr, nr = simd.tile_shape(tile)
+        n_blocks = pk._block_count(tile, Q.shape[1], threads)
+        K = Q.shape[0]
+        n_chunks = (K + pk.KC_BYTES // scratch.itemsize - 1) // (pk.KC_BYTES // scratch.itemsize)
+        for block in prange(n_blocks):
+            q_block = pk._thread_buffer(tile, scratch, get_thread_id())
+            q0, q1 = pk._block_columns(tile, Q.shape[1], np.int64(block), n_blocks)
+            for chunk in range(n_chunks):
+                k0, k1 = chunk * K // n_chunks, (chunk + 1) * K // n_chunks
+                for p0 in range(0, n_p, mr):
+                    for u in range((q1 - q0 + nr - 1) // nr):
+                        col = q0 + u * nr
+                        simd.register_block(
+                            tile,
+                            k1 - k0,
+                            panels,
+                            p0 * K + k0 * mr,
+                            q_block,
+                            u * (k1 - k0) * nr,
+                            C,
+                            p0,
+                            col,
+                            min(mr, n_p - p0),
+                            min(nr, q1 - col),
+                            k0 > 0,
+                        )
+
+    packing = _median_time(lambda: pack_only(tile, P, Q, panels, scratch, threads), repeat)
+    alone = _median_time(lambda: kernels_only(tile, P.shape[0], Q, C, panels, scratch, threads), repeat)
+    return packing, alone
 
 
 if __name__ == "__main__":
