@@ -294,3 +294,27 @@ def test_the_micro_kernel_is_pure_broadcast_and_fma(path, dtype):
     register = "zmm" if path == "avx512" else "ymm"
     assert len(re.findall(rf"vfmadd\w+\s+[^\n]*%{register}", body)) == mr * simd.VECTORS
     assert not re.search(r"vperm|vshuf|vextract|vinsert|gather|\(%rsp\)", body)
+
+
+def test_the_vector_path_follows_the_cpu_and_can_be_narrowed(monkeypatch):
+    from loopbp import simd
+
+    assert simd.host_path({"avx512f": True, "avx2": True, "fma": True}) == "avx512"
+    assert simd.host_path({"avx512f": False, "avx2": True, "fma": True}) == "avx2"
+    assert simd.host_path({"avx2": True, "fma": False}) == "portable"
+    assert simd.host_path({"neon": True}) == "portable"
+    monkeypatch.setattr(simd, "host_path", lambda: "avx2")
+    for asked, path in [("", "avx2"), ("AVX2", "avx2"), ("portable", "portable")]:
+        monkeypatch.setenv("LOOPBP_SIMD", asked)
+        assert simd._path_from_environment() == path
+    monkeypatch.setenv("LOOPBP_SIMD", "avx512")
+    with pytest.raises(ValueError, match="wider than this CPU supports"):
+        simd._path_from_environment()
+    monkeypatch.setenv("LOOPBP_SIMD", "sse")
+    with pytest.raises(ValueError, match="LOOPBP_SIMD must be one of avx512, avx2, portable"):
+        simd._path_from_environment()
+    with pytest.raises(ValueError, match="path must be one of"):
+        simd.tile(np.float64, "neon")
+    assert simd.tile(np.float32, "avx512").shape == (14, 32)
+    assert simd.tile(np.float64, "avx2").shape == (6, 8)
+    assert simd.tile(np.float64, "portable") is None
