@@ -1,8 +1,10 @@
-r"""Register-tiled versions of the three contractions, and the drivers that use them.
+r"""Dot-product tiles of the three contractions: the loops backend's portable path.
 
 The plain kernels of ``loopbp.kernels`` are the seed's loop nests as written; this module
-computes the same three sums faster, and the plain ones stay as a second reference for the
-tests. The sums are those of ``loopbp.kernels``:
+computes the same three sums faster on any CPU, in plain scalar loops that LLVM
+vectorises. Where the CPU has AVX2 or AVX-512, the loops backend runs the packed
+contractions of ``loopbp.packed_kernels`` instead (see ``loopbp.simd``); this path runs
+elsewhere, or when ``LOOPBP_SIMD=portable``. The sums are those of ``loopbp.kernels``:
 
 .. math::
 
