@@ -179,7 +179,7 @@ def _parts(tile, P, Q, C, panels, scratch, threads, repeat):
         K = Q.shape[0]
         n_chunks = (K + pk.KC_BYTES // scratch.itemsize - 1) // (pk.KC_BYTES // scratch.itemsize)
         for block in prange(n_blocks):
-            q_block = pk._thread_buffer(tile, scratch, get_thread_id())
+            q_block = pk._thread_buffer(tile, scratch, get_thread_id(), K, Q.shape[1])
             q0, q1 = pk._block_columns(tile, Q.shape[1], np.int64(block), n_blocks)
             for chunk in range(n_chunks):
                 k0, k1 = chunk * K // n_chunks, (chunk + 1) * K // n_chunks
@@ -192,7 +192,7 @@ def _parts(tile, P, Q, C, panels, scratch, threads, repeat):
         K = Q.shape[0]
         n_chunks = (K + pk.KC_BYTES // scratch.itemsize - 1) // (pk.KC_BYTES // scratch.itemsize)
         for block in prange(n_blocks):
-            q_block = pk._thread_buffer(tile, scratch, get_thread_id())
+            q_block = pk._thread_buffer(tile, scratch, get_thread_id(), K, Q.shape[1])
             q0, q1 = pk._block_columns(tile, Q.shape[1], np.int64(block), n_blocks)
             for chunk in range(n_chunks):
                 k0, k1 = chunk * K // n_chunks, (chunk + 1) * K // n_chunks

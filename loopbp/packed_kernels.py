@@ -31,7 +31,7 @@ chunk, and the chunk sums are added to C in order; how q is cut into blocks, and
 thread takes which block, never changes a sum: 1 thread and N threads give bitwise equal
 results. The elementwise steps that follow a contraction run on each block of columns
 right after its last chunk, while it is in cache: the bias and g in the forward pass,
-g' in dE/dA; and dE/db is summed from the packed panels of dE/dZ that dE/dW makes anyway.
+g' in dE/dA; and dE/db is summed from each row of dE/dZ while dE/dW packs it.
 """
 
 import numpy as np
@@ -49,13 +49,30 @@ PARALLEL_PACKING = 65536
 NC = 512
 
 
-def scratch_length(tile, threads):
-    """Length of the per-thread part of the scratch: each thread's packed block of Q."""
+def scratch_length(tile, threads, contractions):
+    """Length of the per-thread part of the scratch: each thread's packed block of Q.
+
+    Parameters
+    ----------
+    tile : simd.Tile or None
+    threads : int
+        The most threads that may run (``numba.config.NUMBA_NUM_THREADS``).
+    contractions : iterable of (int, int)
+        (K, n_q), the summed length and the columns of C, of every contraction the
+        scratch will serve: a small network's blocks are small, and so is its scratch.
+    """
     if tile is None:
         return 0
-    nr = tile.shape[1]
-    kc = KC_BYTES // np.dtype(tile.dtype).itemsize
-    return threads * kc * (NC + nr)
+    itemsize = np.dtype(tile.dtype).itemsize
+    return threads * max((_slot_length(tile, itemsize, K, n_q) for K, n_q in contractions), default=0)
+
+
+@njit(cache=True)
+def _slot_length(tile, itemsize, K, n_q):
+    # Room for one block of Q: at most a chunk of k by a block of columns, whole panels.
+    nr = simd.tile_shape(tile)[1]
+    kc = KC_BYTES // itemsize
+    return min(kc, K) * min(NC, (n_q + nr - 1) // nr * nr)
 
 
 def panels_length(tile, rows, depth):
@@ -67,10 +84,9 @@ def panels_length(tile, rows, depth):
 
 
 @njit(cache=True)
-def _thread_buffer(tile, scratch, slot):
-    # The packed block of Q of thread `slot`, a view of scratch.
-    nr = simd.tile_shape(tile)[1]
-    size = KC_BYTES // scratch.itemsize * (NC + nr)
+def _thread_buffer(tile, scratch, slot, K, n_q):
+    # The packed block of Q of thread `slot` for a K x n_q Q, a view of scratch.
+    size = _slot_length(tile, scratch.itemsize, K, n_q)
     if (slot + 1) * size > scratch.shape[0]:
         raise ValueError("scratch is too short for this many threads; see scratch_length")
     return scratch[slot * size : (slot + 1) * size]
@@ -158,12 +174,12 @@ def _columns_block(tile, panels, n_p, Q, C, block, n_blocks, scratch, slot):
     one chunk of k at a time.
     """
     mr, nr = simd.tile_shape(tile)
-    q_block = _thread_buffer(tile, scratch, slot)
     K = Q.shape[0]
+    q_block = _thread_buffer(tile, scratch, slot, K, Q.shape[1])
     q0, q1 = _block_columns(tile, Q.shape[1], block, n_blocks)
     qn = q1 - q0
     q_panels = (qn + nr - 1) // nr
-    # Chunks of k as even as they can be (784 = 2 x 392, not 512 + 272): a short chunk
+    # Chunks of k as even as they can be (784 = 4 x 196, not 3 x 256 + 16): a short chunk
     # pays a whole write-back of C for a few steps. They depend on K alone, so every
     # sum runs in the same order whatever the blocks and threads.
     kc = KC_BYTES // scratch.itemsize
@@ -254,6 +270,8 @@ def _contraction(tile, panels, n_p, Q, C, epilogue, b, code, A, scratch, threads
     contraction (each copy cost seconds of compile time). `b`, `code` and `A` are read
     by the epilogue alone.
     """
+    if C.strides[1] != C.itemsize:
+        raise ValueError("C's rows must be contiguous: the micro-kernel writes them as vectors")
     n_blocks = _block_count(tile, C.shape[1], threads)
     if threads > 1:
         for block in prange(n_blocks):

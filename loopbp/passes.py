@@ -114,7 +114,11 @@ def scratch_length(tile, sizes, m, backward, threads):
     shared = shared_scratch_length(tile, np.asarray(sizes, np.int64), m, backward)
     if tile is None:
         return shared + tiled_kernels.scratch_length(max(sizes), threads)
-    return shared + packed_kernels.scratch_length(tile, threads)
+    # (K, columns of C): the forward pass, then dE/dA^(l-1) and dE/dW^l.
+    contractions = [(n, m) for n in sizes[:-1]]
+    if backward:
+        contractions += [(n, m) for n in sizes[2:]] + [(m, n) for n in sizes[:-1]]
+    return shared + packed_kernels.scratch_length(tile, threads, contractions)
 
 
 class Workspace:

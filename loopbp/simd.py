@@ -55,13 +55,15 @@ PATHS = ("avx512", "avx2", "portable")
 
 
 def host_path(features=None):
-    """The widest path the host's CPU supports.
+    """The widest path the CPU that Numba compiles for supports.
 
     Parameters
     ----------
     features : mapping of str to bool, optional
-        CPU features as ``llvmlite.binding.get_host_cpu_features()`` gives them
-        (the default).
+        CPU features as ``llvmlite.binding.get_host_cpu_features()`` gives them. The
+        default is what Numba targets: the host's features, or those named by
+        NUMBA_CPU_FEATURES; with only NUMBA_CPU_NAME set (``generic``, say, for a cache
+        shared between machines) the features are unknown, and the path is "portable".
 
     Returns
     -------
@@ -69,15 +71,24 @@ def host_path(features=None):
         "avx512" with AVX-512F, "avx2" with AVX2 and FMA, else "portable".
     """
     if features is None:
-        try:
-            features = llvmlite.binding.get_host_cpu_features()
-        except RuntimeError:  # LLVM cannot read the features on every platform.
-            features = {}
+        features = _target_features()
     if features.get("avx512f"):
         return "avx512"
     if features.get("avx2") and features.get("fma"):
         return "avx2"
     return "portable"
+
+
+def _target_features():
+    named = numba.config.CPU_FEATURES
+    if named:
+        return {flag[1:]: flag[0] == "+" for flag in named.split(",") if flag[:1] in "+-" and flag[1:]}
+    if numba.config.CPU_NAME and numba.config.CPU_NAME != "host":
+        return {}
+    try:
+        return dict(llvmlite.binding.get_host_cpu_features())
+    except RuntimeError:  # LLVM cannot read the features on every platform.
+        return {}
 
 
 def _path_from_environment():
@@ -182,7 +193,9 @@ def tile_shape(typingctx, tile):
 
 
 def _loop_metadata(module):
-    # !{!self, !{"llvm.loop.unroll.disable"}}: a distinct node that names itself.
+    # !{!self, !{"llvm.loop.unroll.disable"}}: a node that names itself, which LLVM reads as
+    # distinct. llvmlite hands the same node to a second call in one module: fine while
+    # each function holds one register_block.
     disable = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])
     node = module.add_metadata([ir.Constant(ir.IntType(32), 0), disable])
     node.operands = (node, disable)
@@ -199,8 +212,8 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, n_r
     and then NR values of Q lie one after another. The MR x NR sums stay in vector
     registers for the whole loop over k and are written to C once, added to what is
     there if `accumulate`, else in place of it. Each sum runs over k in order, one
-    fused multiply-add per step, so its result does not depend on how the caller
-    blocks or threads the loops around it.
+    fused multiply-add per step, so its result depends on how the caller cuts k into
+    chunks, and on nothing else: not on the blocks of p and q, nor on the threads.
 
     Only the first `n_rows` rows and `n_cols` columns of the block are written, through
     masked loads and stores: a tile at the edge of C costs one masked write-back, not a

@@ -128,7 +128,7 @@ def test_float32_kernels_do_no_float64_arithmetic():
             A,
             0,
             32,
-            np.ones(packed_kernels.scratch_length(simd.tile(f32, "avx512"), 1), f32),
+            np.ones(packed_kernels.scratch_length(simd.tile(f32, "avx512"), 1, [(2, 4)]), f32),
             0,
         ),
         "_pack_panels": (A_prev, 16, np.ones(64, f32)),

@@ -70,7 +70,9 @@ def test_serial_and_parallel_kernels_are_bitwise_equal(dtype, path):
     from loopbp import kernels, packed_kernels, simd, tiled_kernels
 
     rng = np.random.default_rng(0)
-    n_in, n, n_next, m = 37, 29, 13, 999
+    # m = 1100 is cut into 3 blocks for 1 thread and 4 for 2, and 61 x 1100 values of
+    # dE/dZ are enough for packing with threads: both choices that threads may change.
+    n_in, n, n_next, m = 37, 61, 13, 1100
     W = rng.standard_normal((n, n_in)).astype(dtype)
     b = rng.standard_normal(n).astype(dtype)
     A_prev = rng.standard_normal((n_in, m)).astype(dtype)
@@ -82,7 +84,8 @@ def test_serial_and_parallel_kernels_are_bitwise_equal(dtype, path):
     tile = simd.tile(dtype) if path == "host" else None
     scratch = np.empty(tiled_kernels.scratch_length(max(n_in, n_next), threads), dtype)
     if tile is not None:
-        scratch = np.empty(packed_kernels.scratch_length(tile, threads), dtype)
+        contractions = [(n_in, m), (n_next, m), (m, n_in)]
+        scratch = np.empty(packed_kernels.scratch_length(tile, threads, contractions), dtype)
         panels = np.empty(max(packed_kernels.panels_length(tile, n, k) for k in (n_in, n_next, m)), dtype)
 
     def run(parallel):
@@ -259,10 +262,10 @@ def test_too_short_scratch_is_an_error():
         tiled_kernels.forward_layer(W, np.zeros(3), 0, A_prev, np.empty((3, 40)), np.empty(10), False)
     # The packed kernels' buffer lookup itself: a whole packed kernel would compile for seconds.
     tile = simd.tile(np.float64, "avx2")
-    scratch = np.empty(packed_kernels.scratch_length(tile, 2))
-    assert packed_kernels._thread_buffer(tile, scratch, 1).shape[0] == scratch.shape[0] // 2
+    scratch = np.empty(packed_kernels.scratch_length(tile, 2, [(5, 40)]))
+    assert packed_kernels._thread_buffer(tile, scratch, 1, 5, 40).shape[0] == scratch.shape[0] // 2
     with pytest.raises(ValueError, match="scratch is too short"):
-        packed_kernels._thread_buffer(tile, scratch, 2)
+        packed_kernels._thread_buffer(tile, scratch, 2, 5, 40)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
