@@ -172,50 +172,42 @@ def _parts(tile, P, Q, C, panels, scratch, threads, repeat):
     from loopbp import simd
 
     @njit(parallel=True)
-    def pack_only(tile, P, Q, panels, scratch, threads):
-        pk.pack_rows(tile, P, panels, panels[:0], threads)
-        nr = simd.tile_shape(tile)[1]
-        n_blocks = pk._block_count(tile, Q.shape[1], threads)
-        K = Q.shape[0]
-        n_chunks = (K + pk.KC_BYTES // scratch.itemsize - 1) // (pk.KC_BYTES // scratch.itemsize)
-        for block in prange(n_blocks):
-            q_block = pk._thread_buffer(tile, scratch, get_thread_id(), K, Q.shape[1])
-            q0, q1 = pk._block_columns(tile, Q.shape[1], np.int64(block), n_blocks)
-            for chunk in range(n_chunks):
-                k0, k1 = chunk * K // n_chunks, (chunk + 1) * K // n_chunks
-                pk._pack_panels(Q[k0:k1, q0:q1], nr, q_block)
-
-    @njit(parallel=True)
-    def kernels_only(tile, n_p, Q, C, panels, scratch, threads):
+    def replay(tile, P, Q, C, panels, scratch, threads, pack, compute):
+        # The loops of `_contraction`, doing the packing, the micro-kernels or both.
         mr, nr = simd.tile_shape(tile)
+        n_p, K = P.shape
+        if pack:
+            pk.pack_rows(tile, P, panels, panels[:0], threads)
         n_blocks = pk._block_count(tile, Q.shape[1], threads)
-        K = Q.shape[0]
         n_chunks = (K + pk.KC_BYTES // scratch.itemsize - 1) // (pk.KC_BYTES // scratch.itemsize)
         for block in prange(n_blocks):
             q_block = pk._thread_buffer(tile, scratch, get_thread_id(), K, Q.shape[1])
             q0, q1 = pk._block_columns(tile, Q.shape[1], np.int64(block), n_blocks)
             for chunk in range(n_chunks):
                 k0, k1 = chunk * K // n_chunks, (chunk + 1) * K // n_chunks
-                for p0 in range(0, n_p, mr):
-                    for u in range((q1 - q0 + nr - 1) // nr):
-                        col = q0 + u * nr
-                        simd.register_block(
-                            tile,
-                            k1 - k0,
-                            panels,
-                            p0 * K + k0 * mr,
-                            q_block,
-                            u * (k1 - k0) * nr,
-                            C,
-                            p0,
-                            col,
-                            min(mr, n_p - p0),
-                            min(nr, q1 - col),
-                            k0 > 0,
-                        )
+                if pack:
+                    pk._pack_panels(Q[k0:k1, q0:q1], nr, q_block)
+                if compute:
+                    for p0 in range(0, n_p, mr):
+                        for u in range((q1 - q0 + nr - 1) // nr):
+                            col = q0 + u * nr
+                            simd.register_block(
+                                tile,
+                                k1 - k0,
+                                panels,
+                                p0 * K + k0 * mr,
+                                q_block,
+                                u * (k1 - k0) * nr,
+                                C,
+                                p0,
+                                col,
+                                min(mr, n_p - p0),
+                                min(nr, q1 - col),
+                                k0 > 0,
+                            )
 
-    packing = _median_time(lambda: pack_only(tile, P, Q, panels, scratch, threads), repeat)
-    alone = _median_time(lambda: kernels_only(tile, P.shape[0], Q, C, panels, scratch, threads), repeat)
+    packing = _median_time(lambda: replay(tile, P, Q, C, panels, scratch, threads, True, False), repeat)
+    alone = _median_time(lambda: replay(tile, P, Q, C, panels, scratch, threads, False, True), repeat)
     return packing, alone
 
 

@@ -30,6 +30,7 @@ portable  --       the dot-product tiles of ``loopbp.tiled_kernels``
 """
 
 import dataclasses
+import functools
 import os
 
 import llvmlite.binding
@@ -144,6 +145,12 @@ class TileType(types.Type):
 
 @typeof_impl.register(Tile)
 def _typeof_tile(value, context):
+    return _tile_type(value)
+
+
+@functools.cache
+def _tile_type(value):
+    # Numba types the tile on every call that passes it: built once per tile, not per call.
     return TileType(numba.from_dtype(np.dtype(value.dtype)), int(value.lanes), int(value.rows))
 
 
