@@ -56,7 +56,7 @@ def main(argv=None):
     sizes, m = common.CASES[args.case]
     W, b, X, Y, acts = common.problem(sizes, m, args.dtype)
     net = loopbp.Network.from_parameters(W, b, acts)
-    work = passes.Workspace(sizes, m, net.dtype)
+    work = passes.Workspace(sizes, m, net.dtype, narrow=False)
     grad = np.empty_like(net.theta)
     parallel = passes.worth_threads(sizes, m)
     L = len(sizes) - 1

@@ -28,6 +28,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from .simd import full_width
+
 IDENTITY = 0
 SIGMOID = 1
 RELU = 2
@@ -197,6 +199,7 @@ def activate_row(code, z):
     The branch on `code` sits outside the loop over c so that each loop stays a
     straight, vectorisable sweep.
     """
+    full_width()
     # Constants in the row's own dtype: a float64 literal would promote float32 work.
     one = z.dtype.type(1)
     zero = z.dtype.type(0)
@@ -227,6 +230,7 @@ def multiply_by_derivative_row(code, a, d):
 
     This is dE/dZ^l_ic = dE/dA^l_ic g^l'(Z^l_ic) for one row i.
     """
+    full_width()
     one = d.dtype.type(1)
     zero = d.dtype.type(0)
     m = d.shape[0]

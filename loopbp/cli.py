@@ -472,7 +472,8 @@ def train(args):
             return _error(str(err))
         accuracy = result.test_accuracy
         print(f"final E {result.history[-1]:.6g}, test accuracy {accuracy:.2%} (450 held-out digits)")
-    print(f"wall time {result.seconds:.2f} s, {result.epochs_per_second:.0f} epochs per second")
+    # Full batch: one step per epoch.
+    print(f"wall time {result.seconds:.2f} s, {result.epochs_per_second:.0f} steps per second")
     if args.example == "sine" and args.plot is not None:
         try:
             _plot_sine(args.plot, result)

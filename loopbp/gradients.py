@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from . import einsum_reference, passes
-from .validation import check_backend, check_parameters, check_samples, check_targets
+from .activations import ACTIVATIONS, activation_code
+from .validation import FLOAT_DTYPES, check_backend, check_parameters, check_samples, check_targets
 
 
 def _overflow(what, dtype):
@@ -94,6 +95,43 @@ def _loops_gradient(theta, sizes, codes, X, Y, workspace):
     if not (math.isfinite(E) and passes.all_finite(grad)):
         raise _overflow("gradient", theta.dtype)
     return float(E), grad
+
+
+def _ready(a, rows, cols, dtype):
+    # Whether `a` can go to the kernels as it is: an ndarray of the dtype and shape, in
+    # the layout the kernels are compiled for. One attribute at a time, cheapest first.
+    if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != 2:
+        return False
+    rows_a, cols_a = a.shape
+    if rows_a != rows or cols_a == 0 or (cols is not None and cols_a != cols):
+        return False
+    flags = a.flags
+    return flags.c_contiguous and flags.writeable and flags.aligned
+
+
+def _ready_samples(X, Y, n_in, n_out, dtype):
+    """m if X and Y are ready for the kernels as they are (see `_ready`), else 0."""
+    if _ready(X, n_in, None, dtype) and _ready(Y, n_out, X.shape[1], dtype):
+        return X.shape[1]
+    return 0
+
+
+def _checked_gradient(theta, sizes_array, codes, X, Y, pool, sizes, m, inputs_error):
+    """E and a new flat gradient, X and Y ready for the kernels; finiteness checked by them.
+
+    `inputs_error(X, Y)` is called to raise the error that names a non-finite input.
+    """
+    workspace = pool.take(sizes, m, theta.dtype)
+    try:
+        grad = np.empty_like(theta)
+        status, E = passes.run_checked_gradient(theta, sizes_array, codes, X, Y, grad, workspace)
+    finally:
+        pool.give(workspace)
+    if status == passes.INPUT_NOT_FINITE:
+        inputs_error(X, Y)
+    if status != passes.FINITE:
+        raise _overflow("gradient", theta.dtype)
+    return E, grad
 
 
 def forward(W, b, X, activations, *, backend="loops"):
@@ -208,6 +246,28 @@ def gradient(W, b, X, Y, activations, *, backend="loops"):
     >>> [g.shape for g in dW], [g.shape for g in db]
     ([(3, 2), (1, 3)], [(3,), (1,)])
     """
+    if backend == "loops":
+        ready = _ready_parameters(W, b, activations)
+        if ready is not None:
+            sizes, codes, dtype = ready
+            m = _ready_samples(X, Y, sizes[0], sizes[-1], dtype)
+            if m:
+                # The thin path: everything is already what the kernels take, and they
+                # check finiteness; on a non-finite input, the full checks below name it.
+                theta = np.concatenate([a.ravel() for pair in zip(W, b) for a in pair])
+                E, grad = _checked_gradient(
+                    theta,
+                    np.array(sizes, dtype=np.int64),
+                    codes,
+                    X,
+                    Y,
+                    _workspaces,
+                    sizes,
+                    m,
+                    lambda X, Y: _validated(W, b, X, Y, activations, backend),
+                )
+                dW, db = _unpack(grad, sizes)
+                return E, dW, db
     W, b, X, Y, names, codes, dtype = _validated(W, b, X, Y, activations, backend)
     if backend == "einsum":
         with np.errstate(over="ignore", invalid="ignore"):
@@ -219,3 +279,47 @@ def gradient(W, b, X, Y, activations, *, backend="loops"):
         E, grad = _loops_gradient(theta, sizes, codes, X, Y, workspace)
     dW, db = _unpack(grad, sizes)
     return E, dW, db
+
+
+#: Activation codes of the name tuples seen so far (a handful per program).
+_codes = {}
+
+
+def _ready_parameters(W, b, activations):
+    """(sizes, codes, dtype) if W, b and activations need no conversion, else None.
+
+    Ready means: lists or tuples of L ndarrays of one float dtype, 2-D W and 1-D b of
+    matching shapes, and known activation names. Finiteness is left to the kernels.
+    Anything else returns None, and the full checks of `loopbp.validation` take over.
+    """
+    if type(W) not in (list, tuple) or type(b) not in (list, tuple) or type(activations) not in (list, tuple):
+        return None
+    L = len(W)
+    if L == 0 or len(b) != L:
+        return None
+    names = tuple(activations)
+    codes = _codes.get(names)
+    if codes is None:
+        if len(names) != L or not all(isinstance(g, str) and g in ACTIVATIONS for g in names):
+            return None
+        codes = _codes[names] = np.array([activation_code(g) for g in names], dtype=np.int64)
+    elif len(codes) != L:
+        return None
+    if type(W[0]) is not np.ndarray:
+        return None
+    dtype = W[0].dtype
+    # (np.dtype compares equal to None, so the type test above must come first.)
+    if dtype not in FLOAT_DTYPES or not dtype.isnative:
+        return None
+    sizes = [0] * (L + 1)
+    for k in range(L):
+        w, v = W[k], b[k]
+        if type(w) is not np.ndarray or type(v) is not np.ndarray or w.dtype != dtype or v.dtype != dtype:
+            return None
+        if w.ndim != 2 or v.ndim != 1:
+            return None
+        n_out, n_in = w.shape
+        if n_out == 0 or n_in == 0 or v.shape[0] != n_out or (k and n_in != sizes[k]):
+            return None
+        sizes[k], sizes[k + 1] = n_in, n_out
+    return tuple(sizes), codes, dtype

@@ -235,21 +235,3 @@ def hidden_delta(W_next, dZ_next, dA):
             w = W_next[j, i]
             for c in range(m):
                 dA[i, c] += w * dZ_next[j, c]
-
-
-@njit(cache=True)
-def gradient_descent_step(theta, grad, learning_rate):
-    r"""One step of gradient descent on the flat parameters, in place.
-
-    .. math:: \theta_k \leftarrow \theta_k - \alpha \frac{\partial E}{\partial \theta_k}
-
-    Returns
-    -------
-    finite : bool
-        Whether every updated parameter is finite (the caller restores and stops if not).
-    """
-    finite = True
-    for k in range(theta.shape[0]):
-        theta[k] -= learning_rate * grad[k]
-        finite &= np.isfinite(theta[k])
-    return finite

@@ -37,7 +37,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from . import kernels, packed_kernels, simd, thread_safety, tiled_kernels
+from . import kernels, narrow_kernels, packed_kernels, simd, thread_safety, tiled_kernels
 
 #: Below this many multiply-adds per gradient the tiled path runs in the calling thread:
 #: starting a parallel region costs about 3 us here, and a tiny network's gradient takes
@@ -138,6 +138,9 @@ class Workspace:
     tile : simd.Tile or None, optional
         The kernels the scratch is sized for (see the module docstring); the default is
         ``simd.tile(dtype)``, the host's.
+    narrow : bool or None, optional
+        Run the kernels of ``loopbp.narrow_kernels`` instead of `tile`'s; None (the
+        default) takes them when every layer is at most ``narrow_kernels.WIDTH`` wide.
 
     Attributes
     ----------
@@ -153,16 +156,31 @@ class Workspace:
 
     _HOST = object()
 
-    def __init__(self, sizes, m, dtype, backward=True, tile=_HOST):
+    def __init__(self, sizes, m, dtype, backward=True, tile=_HOST, narrow=None):
         sizes = [int(n) for n in sizes]
         self.sizes, self.m, self.dtype, self.backward = tuple(sizes), int(m), np.dtype(dtype), backward
         self.tile = simd.tile(self.dtype) if tile is Workspace._HOST else tile
+        self.narrow = narrow_kernels.is_narrow(sizes) if narrow is None else bool(narrow)
+        # Whether the work is big enough for threads (see `worth_threads`); whether the
+        # process may start them is asked at each call, as it changes in a forked child.
+        self.big_enough = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * m >= SERIAL_BELOW
         self.activations = np.empty(sum(sizes[1:]) * m, dtype)
         self.deltas = np.empty((2, max(sizes[1:]) * m if backward else 0), dtype)
         self.squares = np.empty(sizes[-1] if backward else 0, np.float64)
+        self.scratch = np.empty(self._scratch_length(m), dtype)
+
+    def _scratch_length(self, m):
+        if self.narrow:
+            return narrow_kernels.scratch_length(self.sizes, m, self.backward)
         # Sized for the most threads Numba can ever run, so set_num_threads cannot outgrow it.
         threads = numba.config.NUMBA_NUM_THREADS
-        self.scratch = np.empty(scratch_length(self.tile, sizes, m, backward, threads), dtype)
+        return scratch_length(self.tile, self.sizes, m, self.backward, threads)
+
+    def grow_scratch(self, m):
+        """Make the scratch large enough for `m` samples as well (a smaller last batch)."""
+        length = self._scratch_length(m)
+        if length > self.scratch.shape[0]:
+            self.scratch = np.empty(length, self.dtype)
 
 
 class WorkspacePool:
@@ -185,20 +203,36 @@ class WorkspacePool:
         self.slots, self.max_bytes = slots, max_bytes
         self.kept = {}
 
+    def take(self, sizes, m, dtype, backward=True):
+        """A workspace for these arguments, out of the pool or new; hand it back with `give`.
+
+        `sizes` must be a tuple of Python ints and `dtype` a numpy dtype (as `Network`
+        keeps them): the key is built without converting them, as this runs on every call.
+        """
+        workspace = self.kept.pop((sizes, m, dtype, backward), None)
+        if workspace is None:
+            workspace = Workspace(sizes, m, dtype, backward)
+        return workspace
+
+    def give(self, workspace):
+        """Keep `workspace` for the next call, if it is small enough."""
+        w = workspace
+        if (
+            self.max_bytes is None
+            or w.activations.nbytes + w.deltas.nbytes + w.scratch.nbytes <= self.max_bytes
+        ):
+            while len(self.kept) >= self.slots:
+                self.kept.pop(next(iter(self.kept)), None)
+            self.kept[(w.sizes, w.m, w.dtype, w.backward)] = w
+
     @contextlib.contextmanager
     def lent(self, sizes, m, dtype, backward=True):
-        key = (tuple(int(n) for n in sizes), int(m), np.dtype(dtype), backward)
-        workspace = self.kept.pop(key, None)
-        if workspace is None:
-            workspace = Workspace(key[0], m, dtype, backward)
+        """`take` and `give` around a ``with`` block."""
+        workspace = self.take(tuple(int(n) for n in sizes), int(m), np.dtype(dtype), backward)
         try:
             yield workspace
         finally:
-            size = workspace.activations.nbytes + workspace.deltas.nbytes + workspace.scratch.nbytes
-            if self.max_bytes is None or size <= self.max_bytes:
-                while len(self.kept) >= self.slots:
-                    self.kept.pop(next(iter(self.kept)), None)
-                self.kept[key] = workspace
+            self.give(workspace)
 
 
 @njit(cache=True)
@@ -230,7 +264,55 @@ def run_forward(theta, sizes, codes, X, workspace):
     parallel = worth_threads(sizes, X.shape[1])
     w = workspace
     thread_safety.run(
-        forward_pass, theta, sizes, codes, X, w.activations, w.scratch, w.tile, parallel=parallel
+        forward_pass, theta, sizes, codes, X, w.activations, w.scratch, w.tile, w.narrow, parallel=parallel
+    )
+
+
+#: What `checked_gradient` found: all finite, a non-finite input (X, Y or theta), or a
+#: non-finite E or gradient from finite inputs (an overflow).
+FINITE, INPUT_NOT_FINITE, RESULT_NOT_FINITE = 0, 1, 2
+
+
+@njit(cache=True)
+def checked_gradient(
+    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, threads
+):
+    """`gradient_pass`, with the finiteness of its inputs and results checked in the same call.
+
+    Returns
+    -------
+    status : int
+        `FINITE`, `INPUT_NOT_FINITE` (nothing was computed) or `RESULT_NOT_FINITE`.
+    E : float
+    """
+    if not (all_finite(theta) and all_finite(X.ravel()) and all_finite(Y.ravel())):
+        return INPUT_NOT_FINITE, np.nan
+    E = gradient_pass(
+        theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, threads
+    )
+    if not (np.isfinite(E) and all_finite(grad)):
+        return RESULT_NOT_FINITE, E
+    return FINITE, E
+
+
+def run_checked_gradient(theta, sizes, codes, X, Y, grad, workspace):
+    """`checked_gradient` with the workspace's kernels, threaded when it pays."""
+    w = workspace
+    return thread_safety.run(
+        checked_gradient,
+        theta,
+        sizes,
+        codes,
+        X,
+        Y,
+        grad,
+        w.activations,
+        w.deltas,
+        w.scratch,
+        w.squares,
+        w.tile,
+        w.narrow,
+        parallel=w.big_enough and thread_safety.threads_allowed(),
     )
 
 
@@ -251,6 +333,7 @@ def run_gradient(theta, sizes, codes, X, Y, grad, workspace):
         w.scratch,
         w.squares,
         w.tile,
+        w.narrow,
         parallel=parallel,
     )
 
@@ -258,7 +341,7 @@ def run_gradient(theta, sizes, codes, X, Y, grad, workspace):
 # Inlined into gradient_pass rather than called: a call is one more compiled level that
 # re-optimises every kernel below it. Branch pruning still sees `tile` and `plain`.
 @njit(cache=True, inline="always")
-def forward_pass(theta, sizes, codes, X, activations, scratch, tile, threads, plain=None):
+def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, threads, plain=None):
     """Run the forward pass for l = 1..L, writing A^1, ..., A^L into `activations`.
 
     Parameters
@@ -277,6 +360,9 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tile, threads, pl
         The workspace's scratch (`Workspace.scratch`), sized for `tile`.
     tile : simd.Tile or None
         The packed kernels with this register tile, or None for the portable ones.
+    narrow : bool
+        Run the kernels of ``loopbp.narrow_kernels`` instead of `tile`'s (a runtime
+        choice, made by `Workspace`).
     threads : int
         How many threads share the work (``numba.get_num_threads()``), or 1 to run in the
         calling thread (see `worth_threads`); the result is bitwise the same either way.
@@ -286,6 +372,9 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tile, threads, pl
         nests of ``loopbp.kernels`` instead, as the tests do to check one kernel set
         against the other.
     """
+    if plain is None and narrow:
+        narrow_kernels.forward_pass(theta, sizes, codes, X, activations, threads)
+        return
     L = sizes.shape[0] - 1
     m = X.shape[1]
     parallel = threads > 1
@@ -324,13 +413,13 @@ def error_from_output(A_L, Y):
 
 @njit(cache=True)
 def gradient_pass(
-    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, threads, plain=None
+    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, threads, plain=None
 ):
     """E and the whole gradient: the forward pass, then back-propagation for l = L..1.
 
     Parameters
     ----------
-    theta, sizes, codes, X, activations, scratch, tile, threads, plain
+    theta, sizes, codes, X, activations, scratch, tile, narrow, threads, plain
         As in `forward_pass`.
     Y : (n^L, m) C-contiguous array
         The targets.
@@ -346,13 +435,20 @@ def gradient_pass(
     """
     L = sizes.shape[0] - 1
     m = X.shape[1]
+    if plain is None and narrow:
+        narrow_kernels.gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch, threads)
+        # E row by row as error_from_output sums it, so that the two agree bitwise.
+        A_L = _matrix(activations, _activation_offset(sizes, m, L), sizes[L], m)
+        for i in range(sizes[L]):
+            squares[i] = kernels._squared_error_row(A_L[i], Y[i])
+        return _sum_in_order(squares) / (2.0 * m)
     parallel = threads > 1
     shared = shared_scratch_length(tile, sizes, m, True)
     # `plain` is passed on only when given, so that the callee prunes its branch too.
     if plain is None:
-        forward_pass(theta, sizes, codes, X, activations, scratch, tile, threads)
+        forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, threads)
     else:
-        forward_pass(theta, sizes, codes, X, activations, scratch, tile, threads, plain)
+        forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, threads, plain)
 
     # dE/dA^L and E, then dE/dZ^L in place.
     delta = _matrix(deltas[0], 0, sizes[L], m)

@@ -373,3 +373,40 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, n_r
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+class _FullWidthAttributes(ir.values.FunctionAttributes):
+    # llvmlite writes LLVM's enum attributes only, and nothing for an empty set; this
+    # adds one string attribute, and is never empty.
+    def __bool__(self):
+        return True
+
+    def _to_list(self, ret_type):
+        return super()._to_list(ret_type) + ['"prefer-vector-width"="512"']
+
+
+@intrinsic
+def full_width(typingctx):
+    """Let LLVM vectorise the calling function's loops with the CPU's full vector width.
+
+    On AVX-512 CPUs LLVM's tuning prefers 256-bit vectors in the loops it vectorises
+    itself (its ``prefer-256-bit`` feature); this gives the calling function the
+    attribute ``"prefer-vector-width"="512"``, as clang's ``-mprefer-vector-width=512``
+    does. LLVM never uses vectors wider than the CPU has, so it changes nothing
+    elsewhere. Call it once, anywhere in the function; it emits no code. It took
+    sigmoid from 1.44 to 1.13 ns an element in float64 here (zmm instead of ymm).
+    """
+
+    def codegen(context, builder, signature, args):
+        function = builder.function
+        old = function.attributes
+        if not isinstance(old, _FullWidthAttributes):
+            new = _FullWidthAttributes()
+            for name in old:
+                new.add(name)
+            new.alignstack = old.alignstack
+            new.personality = old.personality
+            function.attributes = new
+        return context.get_dummy_value()
+
+    return types.void(), codegen

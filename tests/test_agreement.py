@@ -46,7 +46,7 @@ def test_the_comparison_can_fail():
     assert gradient_difference((E, wrong, db), (E, dW, db)) > TOLERANCE[np.dtype(np.float64)]
 
 
-@pytest.mark.parametrize("path", simd.PATHS)
+@pytest.mark.parametrize("path", simd.PATHS + ("narrow",))
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("name,sizes,m", SHAPES, ids=[s[0] for s in SHAPES])
 def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
@@ -59,7 +59,12 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
     W, b, X, Y, acts = make_problem(sizes, m, activations_for("cycle", len(sizes) - 1), dtype)
     sizes_array, theta = gradients._pack(W, b, np.dtype(dtype))
     codes = np.array([activation_code(a) for a in acts], dtype=np.int64)
-    work = passes.Workspace(sizes, m, dtype, tile=simd.tile(dtype, path))
+    # "narrow" is the kernels of loopbp.narrow_kernels, forced on every shape; the
+    # paths are the packed and portable kernels, forced on narrow shapes too.
+    if path == "narrow":
+        work = passes.Workspace(sizes, m, dtype, narrow=True)
+    else:
+        work = passes.Workspace(sizes, m, dtype, tile=simd.tile(dtype, path), narrow=False)
     threads = numba.get_num_threads()
 
     def run(tiled):
@@ -76,6 +81,7 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
             work.scratch,
             work.squares,
             work.tile,
+            work.narrow,
             threads,
             plain=None if tiled else True,
         )
@@ -87,6 +93,7 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
             work.activations,
             work.scratch,
             work.tile,
+            work.narrow,
             threads,
             plain=None if tiled else True,
         )

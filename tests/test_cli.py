@@ -155,7 +155,7 @@ def test_train_sine_prints_e_and_speed_and_plots(tmp_path, capsys):
     assert "1-20-1 sigmoid/identity, learning rate 0.1, 300 epochs, seed 0" in out
     final, first = (float(x) for x in re.search(r"final E (\S+) \(first (\S+)\)", out).groups())
     assert final < first
-    assert re.search(r"wall time \S+ s, \d+ epochs per second", out)
+    assert re.search(r"wall time \S+ s, \d+ steps per second", out)
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 

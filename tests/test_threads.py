@@ -269,6 +269,30 @@ def test_too_short_scratch_is_an_error():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_loops_that_llvm_vectorises_use_the_full_width(dtype):
+    # simd.full_width: sigmoid, and the narrow kernels, in 512-bit registers on AVX-512
+    # CPUs, where LLVM's own tuning would keep them to 256 bits.
+    from loopbp import narrow_kernels, simd
+    from loopbp.activations import activate_row, activation_code
+
+    if simd.host_path() != "avx512":
+        pytest.skip("this CPU has no AVX-512")
+
+    def fresh(kernel):
+        # The same source and options, compiled here: Numba cannot show cached code.
+        options = {k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython")}
+        return numba.njit(**options)(kernel.py_func)
+
+    sigmoid, forward_block = fresh(activate_row), fresh(narrow_kernels.forward_block)
+    sigmoid(activation_code("sigmoid"), np.zeros(100, dtype))
+    W, A = np.ones((4, 8), dtype), np.ones((8, 100), dtype)
+    forward_block(W, np.zeros(4, dtype), 0, A, np.empty((4, 100), dtype), 0, 100)
+    for kernel in (sigmoid, forward_block):
+        asm = "\n".join(kernel.inspect_asm().values())
+        assert "%zmm" in asm, kernel.__name__
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("path", ["avx512", "avx2"])
 def test_the_micro_kernel_is_pure_broadcast_and_fma(path, dtype):
     # What the issue asked of the register block, read off the machine code: per step of
