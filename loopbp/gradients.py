@@ -298,7 +298,10 @@ def _ready_parameters(W, b, activations):
     if L == 0 or len(b) != L:
         return None
     names = tuple(activations)
-    codes = _codes.get(names)
+    try:
+        codes = _codes.get(names)
+    except TypeError:  # an unhashable entry: not a name, and the full checks say so
+        return None
     if codes is None:
         if len(names) != L or not all(isinstance(g, str) and g in ACTIVATIONS for g in names):
             return None

@@ -236,23 +236,26 @@ def cache_size(folder=None):
     return files, total
 
 
-def is_warm(dtype):
-    """Whether the cache holds the loops backend's gradient compiled for `dtype` from these sources.
+def is_warm(dtype, driver="passes.gradient_pass"):
+    """Whether the cache holds `driver` compiled for `dtype` from these sources.
 
-    Reads the index of ``passes.gradient_pass`` (the driver that calls every other kernel)
-    the way Numba does; any doubt counts as cold.
+    Reads the index of the driver (by default ``passes.gradient_pass``, which calls every
+    other kernel of the loops backend; ``training.train_epochs`` for `Network.fit`) the
+    way Numba does; any doubt counts as cold.
 
     Parameters
     ----------
     dtype : str or numpy.dtype
         ``"float64"`` or ``"float32"``.
+    driver : str
+        ``module.function`` inside loopbp.
 
     Returns
     -------
     bool
     """
     name = str(dtype)
-    for index in glob.glob(os.path.join(glob.escape(cache_dir()), "passes.gradient_pass-*.nbi")):
+    for index in glob.glob(os.path.join(glob.escape(cache_dir()), f"{glob.escape(driver)}-*.nbi")):
         try:
             with open(index, "rb") as f:
                 version = pickle.load(f)
@@ -260,8 +263,11 @@ def is_warm(dtype):
         except Exception:
             continue
         if version == numba.__version__ and stamp == sources_fingerprint():
-            # The loops backend's signature: `plain` left out (see passes.forward_pass).
             signatures = [str(key[0]) for key in overloads]
-            if any(f"Array({name}," in s and "omitted(default=None)" in s for s in signatures):
-                return True
+            # The gradient's signature for the loops backend leaves `plain` out (see
+            # passes.forward_pass); the tests' signature with plain=True does not count.
+            plain_left_out = driver != "passes.gradient_pass"
+            for s in signatures:
+                if f"Array({name}," in s and (plain_left_out or "omitted(default=None)" in s):
+                    return True
     return False

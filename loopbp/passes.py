@@ -222,7 +222,10 @@ class WorkspacePool:
             or w.activations.nbytes + w.deltas.nbytes + w.scratch.nbytes <= self.max_bytes
         ):
             while len(self.kept) >= self.slots:
-                self.kept.pop(next(iter(self.kept)), None)
+                try:
+                    self.kept.pop(next(iter(self.kept)), None)
+                except (StopIteration, RuntimeError):  # another thread emptied or changed it
+                    break
             self.kept[(w.sizes, w.m, w.dtype, w.backward)] = w
 
     @contextlib.contextmanager

@@ -219,8 +219,10 @@ class Trainer:
             self.work.grow_scratch(last)
         self.rng = shuffle_state(net.seed)
         self.order = np.arange(m, dtype=np.int64)
-        self.X_batch = np.empty(net.sizes[0] * batch_size, net.dtype)
-        self.Y_batch = np.empty(net.sizes[-1] * batch_size, net.dtype)
+        # Room to gather one batch, for mini-batches only: a full batch is X and Y as they are.
+        room = batch_size if batch_size < m else 0
+        self.X_batch = np.empty(net.sizes[0] * room, net.dtype)
+        self.Y_batch = np.empty(net.sizes[-1] * room, net.dtype)
         self.parallel = passes.worth_threads(net.sizes, batch_size)
         self.seconds_per_epoch = None
 
