@@ -256,7 +256,7 @@ def _say(message, command="compare"):
 COMPILE_SECONDS = 15
 
 
-def _note_compile(dtype, command, driver="passes.gradient_pass"):
+def _note_compile(dtype, command, driver="passes.checked_gradient"):
     """Say, before the loop kernels compile for `dtype`, that they will and for how long."""
     if not numba_cache.is_warm(dtype, driver):
         _say(

@@ -24,7 +24,7 @@ from .activations import activate_row, multiply_by_derivative_row
 # --- one kernel per equation -------------------------------------------------------
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def forward_layer(W, b, code, A_prev, A):
     r"""Forward pass through layer l: Z^l and then A^l, written into `A`.
 
@@ -57,7 +57,7 @@ def forward_layer(W, b, code, A_prev, A):
         activate_row(code, A[i])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def output_delta(A, Y, dA, row_squares, parallel=True):
     r"""dE/dA^L and the terms of E.
 
@@ -115,7 +115,7 @@ def _squared_error_row(a, y):
     return s
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def delta_to_z(code, A, delta, parallel=True):
     r"""Turn dE/dA^l into dE/dZ^l in place.
 
@@ -144,7 +144,7 @@ def delta_to_z(code, A, delta, parallel=True):
             multiply_by_derivative_row(code, A[i], delta[i])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def weight_gradient(dZ, A_prev, dW):
     r"""dE/dW^l.
 
@@ -172,7 +172,7 @@ def weight_gradient(dZ, A_prev, dW):
             dW[i, j] = s
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def bias_gradient(dZ, db, parallel=True):
     r"""dE/db^l.
 
@@ -206,7 +206,7 @@ def _row_sum(row):
     return s
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def hidden_delta(W_next, dZ_next, dA):
     r"""dE/dA^l for a hidden layer l < L, from layer l+1.
 

@@ -262,7 +262,7 @@ def _gradient_chunk(theta, sizes, codes, X, Y, grad, activations, deltas, chunk)
         first = False
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True)
 def _forward_chunks(theta, sizes, codes, X, activations):
     for chunk in prange(_chunks(X.shape[1])):
         _forward_chunk(theta, sizes, codes, X, activations, chunk)
@@ -286,7 +286,7 @@ def _slot(grad, scratch, chunk):
     return grad if chunk == 0 else scratch[(chunk - 1) * p : chunk * p]
 
 
-@njit(cache=True, parallel=True)
+@njit(parallel=True)
 def _gradient_chunks(theta, sizes, codes, X, Y, grad, activations, deltas, scratch):
     for chunk in prange(_chunks(X.shape[1])):
         _gradient_chunk(theta, sizes, codes, X, Y, _slot(grad, scratch, chunk), activations, deltas, chunk)

@@ -236,12 +236,13 @@ def cache_size(folder=None):
     return files, total
 
 
-def is_warm(dtype, driver="passes.gradient_pass"):
+def is_warm(dtype, driver="passes.checked_gradient"):
     """Whether the cache holds `driver` compiled for `dtype` from these sources.
 
-    Reads the index of the driver (by default ``passes.gradient_pass``, which calls every
-    other kernel of the loops backend; ``training.train_epochs`` for `Network.fit`) the
-    way Numba does; any doubt counts as cold.
+    Reads the index of the driver (by default ``passes.checked_gradient``, what
+    `Network.gradient` and `loopbp.gradient` run, which holds every kernel of the loops
+    backend; ``training.train_epochs`` for `Network.fit`) the way Numba does; any doubt
+    counts as cold.
 
     Parameters
     ----------
@@ -264,9 +265,9 @@ def is_warm(dtype, driver="passes.gradient_pass"):
             continue
         if version == numba.__version__ and stamp == sources_fingerprint():
             signatures = [str(key[0]) for key in overloads]
-            # The gradient's signature for the loops backend leaves `plain` out (see
-            # passes.forward_pass); the tests' signature with plain=True does not count.
-            plain_left_out = driver != "passes.gradient_pass"
+            # passes.gradient_pass's signature for the loops backend leaves `plain` out
+            # (see passes.forward_pass); the tests' signature with plain=True does not count.
+            plain_left_out = driver != "passes._gradient_pass"
             for s in signatures:
                 if f"Array({name}," in s and (plain_left_out or "omitted(default=None)" in s):
                     return True

@@ -135,7 +135,7 @@ def _row_sum(row):
     return s
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def pack_rows(tile, P, panels, row_sums, threads=1):
     """Pack P (n_p x K) into `panels`, MR rows at a time (`panels_length` long).
 
@@ -260,7 +260,7 @@ def _contraction_block(tile, panels, n_p, Q, C, epilogue, b, code, A, block, n_b
             multiply_by_derivative_row(code, A[i, c0:c1], C[i, c0:c1])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _contraction(tile, panels, n_p, Q, C, epilogue, b, code, A, scratch, threads):
     """C = P Q, with P (n_p x K) packed in `panels`, then `epilogue` on each block of C's columns.
 

@@ -290,7 +290,7 @@ def checked_gradient(
     """
     if not (all_finite(theta) and all_finite(X.ravel()) and all_finite(Y.ravel())):
         return INPUT_NOT_FINITE, np.nan
-    E = gradient_pass(
+    E = gradient_pass_in_process(
         theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, threads
     )
     if not (np.isfinite(E) and all_finite(grad)):
@@ -414,8 +414,7 @@ def error_from_output(A_L, Y):
     return s / (2.0 * m)
 
 
-@njit(cache=True)
-def gradient_pass(
+def _gradient_pass(
     theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, threads, plain=None
 ):
     """E and the whole gradient: the forward pass, then back-propagation for l = L..1.
@@ -494,3 +493,17 @@ def gradient_pass(
                     tile, W, delta, code, A_prev, previous, scratch[:shared], scratch[shared:], threads
                 )
     return E
+
+
+# Why two dispatchers of one function, and why no parallel function is cached. A cached
+# library that holds parallel-region code must have been compiled in the process that
+# compiled that code: Numba 0.68 saves a library linked against parallel code loaded from
+# its cache in a form that crashes (a segmentation fault) when a later process loads it.
+# Reproduced with three functions (a cached caller, a cached callee with a prange loop,
+# compiled in different processes). So every `parallel=True` kernel is compiled in each
+# process that compiles a caller, never loaded from the cache, and the drivers that
+# Python calls (this one, `checked_gradient`, `training.train_epochs`) are cached as
+# whole libraries; those that call the gradient call `gradient_pass_in_process`, so that
+# they never link `gradient_pass` as loaded from the cache.
+gradient_pass = njit(cache=True)(_gradient_pass)
+gradient_pass_in_process = njit(_gradient_pass)

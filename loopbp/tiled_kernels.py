@@ -178,7 +178,7 @@ def _forward_block(W, b, code, A_prev, A, block, packed):
         activate_row(code, row)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def forward_layer(W, b, code, A_prev, A, scratch, parallel=True):
     r"""Forward pass through layer l, tiled; the same result as ``kernels.forward_layer``.
 
@@ -217,7 +217,7 @@ def _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block, packed):
         multiply_by_derivative_row(code, A[i, c0 : c0 + cn], dZ[i, c0 : c0 + cn])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def hidden_delta_to_z(W_next_T, dZ_next, code, A, dZ, scratch, parallel=True):
     r"""dE/dZ^l for a hidden layer l < L, tiled: dE/dA^l, then the factor g^l'.
 
@@ -254,7 +254,7 @@ def _weight_gradient_block(dZ, A_prev, dW, k0, k1, block):
         _dot_rows(dZ[i0:i1], A_prev[j0:j1], dW[i0:i1, j0:j1], k0, k1, k0 > 0)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _weight_gradient_chunk(dZ, A_prev, dW, k0, k1, parallel):
     n_blocks = (dZ.shape[0] + ROW_BLOCK - 1) // ROW_BLOCK
     if parallel:

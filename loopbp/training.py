@@ -159,7 +159,7 @@ def train_epochs(
     m = X.shape[1]
     for epoch in range(first, first + count):
         if batch_size >= m:
-            E = passes.gradient_pass(
+            E = passes.gradient_pass_in_process(
                 theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, threads
             )
             if not (np.isfinite(E) and descend(theta, grad, alpha)):
@@ -171,7 +171,7 @@ def train_epochs(
                 stop = min(start + batch_size, m)
                 Xb = _gather(X, order, start, stop, X_batch)
                 Yb = _gather(Y, order, start, stop, Y_batch)
-                E_b = passes.gradient_pass(
+                E_b = passes.gradient_pass_in_process(
                     theta,
                     sizes,
                     codes,
