@@ -112,7 +112,9 @@ def test_kernels_are_cached_outside_the_package_and_an_edit_recompiles_them_all(
     agree, _, new_fingerprint, saved = run()
     assert agree == "True" and new_fingerprint != fingerprint
     # tiled_kernels.py and activations.py did not change, and were compiled again all the same.
-    assert {"activations.activate_row", "tiled_kernels.forward_layer"} <= saved
+    # (tiled_kernels.forward_layer itself is parallel, and parallel kernels are never cached:
+    # see passes.py, after gradient_pass.)
+    assert {"activations.activate_row", "tiled_kernels._forward_block"} <= saved
     assert all(_index_stamp(p) == new_fingerprint for p in folder.glob("*.nbi"))
 
 
