@@ -53,6 +53,11 @@ import time
 
 import numpy as np
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from peers import _vector_path  # noqa: E402  (benchmarks/peers.py: the header's vector path)
+
 SYSTEMS = ["numpy", "torch", "jax", "loopbp"]
 PEERS = ["numpy", "torch", "jax"]
 EXAMPLES = ["sine", "digits"]
@@ -429,14 +434,6 @@ def _print_table(table):
 
 def _difference(value):
     return "n/a" if value is None else f"{value:.1e}"
-
-
-def _vector_path():
-    try:
-        from loopbp import simd
-    except ImportError:
-        return "loopbp without packed kernels"
-    return f"loopbp path {simd.PATH}"
 
 
 def _seconds(seconds):

@@ -161,13 +161,16 @@ class Workspace:
         self.sizes, self.m, self.dtype, self.backward = tuple(sizes), int(m), np.dtype(dtype), backward
         self.tile = simd.tile(self.dtype) if tile is Workspace._HOST else tile
         self.narrow = narrow_kernels.is_narrow(sizes) if narrow is None else bool(narrow)
-        # Whether the work is big enough for threads (see `worth_threads`); whether the
-        # process may start them is asked at each call, as it changes in a forked child.
-        self.big_enough = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * m >= SERIAL_BELOW
+        self._big_enough = _big_enough(sizes, m)
         self.activations = np.empty(sum(sizes[1:]) * m, dtype)
         self.deltas = np.empty((2, max(sizes[1:]) * m if backward else 0), dtype)
         self.squares = np.empty(sizes[-1] if backward else 0, np.float64)
         self.scratch = np.empty(self._scratch_length(m), dtype)
+
+    def threads_pay(self):
+        """Whether calls with this workspace should start parallel regions (`worth_threads`)."""
+        # Whether the process may start them is asked at each call: it changes in a forked child.
+        return self._big_enough and thread_safety.threads_allowed()
 
     def _scratch_length(self, m):
         if self.narrow:
@@ -256,18 +259,29 @@ def _sum_in_order(values):
     return s
 
 
+def _big_enough(sizes, m):
+    return sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:])) * m >= SERIAL_BELOW
+
+
 def worth_threads(sizes, m):
     """Whether the network is big enough for parallel regions to pay (see SERIAL_BELOW)."""
-    work = sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:])) * m
-    return work >= SERIAL_BELOW and thread_safety.threads_allowed()
+    return _big_enough(sizes, m) and thread_safety.threads_allowed()
 
 
 def run_forward(theta, sizes, codes, X, workspace):
     """`forward_pass` with the workspace's kernels into `workspace`, threaded when it pays."""
-    parallel = worth_threads(sizes, X.shape[1])
     w = workspace
     thread_safety.run(
-        forward_pass, theta, sizes, codes, X, w.activations, w.scratch, w.tile, w.narrow, parallel=parallel
+        forward_pass,
+        theta,
+        sizes,
+        codes,
+        X,
+        w.activations,
+        w.scratch,
+        w.tile,
+        w.narrow,
+        parallel=w.threads_pay(),
     )
 
 
@@ -298,11 +312,11 @@ def checked_gradient(
     return FINITE, E
 
 
-def run_checked_gradient(theta, sizes, codes, X, Y, grad, workspace):
-    """`checked_gradient` with the workspace's kernels, threaded when it pays."""
+def _run_backward(kernel, theta, sizes, codes, X, Y, grad, workspace):
+    # kernel(theta, ..., the workspace's buffers and kernels, threads), threaded when it pays.
     w = workspace
     return thread_safety.run(
-        checked_gradient,
+        kernel,
         theta,
         sizes,
         codes,
@@ -315,30 +329,18 @@ def run_checked_gradient(theta, sizes, codes, X, Y, grad, workspace):
         w.squares,
         w.tile,
         w.narrow,
-        parallel=w.big_enough and thread_safety.threads_allowed(),
+        parallel=w.threads_pay(),
     )
+
+
+def run_checked_gradient(theta, sizes, codes, X, Y, grad, workspace):
+    """`checked_gradient` with the workspace's kernels, threaded when it pays."""
+    return _run_backward(checked_gradient, theta, sizes, codes, X, Y, grad, workspace)
 
 
 def run_gradient(theta, sizes, codes, X, Y, grad, workspace):
     """`gradient_pass` with the workspace's kernels, threaded when it pays; returns E."""
-    parallel = worth_threads(sizes, X.shape[1])
-    w = workspace
-    return thread_safety.run(
-        gradient_pass,
-        theta,
-        sizes,
-        codes,
-        X,
-        Y,
-        grad,
-        w.activations,
-        w.deltas,
-        w.scratch,
-        w.squares,
-        w.tile,
-        w.narrow,
-        parallel=parallel,
-    )
+    return _run_backward(gradient_pass, theta, sizes, codes, X, Y, grad, workspace)
 
 
 # Inlined into gradient_pass rather than called: a call is one more compiled level that

@@ -223,7 +223,6 @@ class Trainer:
         room = batch_size if batch_size < m else 0
         self.X_batch = np.empty(net.sizes[0] * room, net.dtype)
         self.Y_batch = np.empty(net.sizes[-1] * room, net.dtype)
-        self.parallel = passes.worth_threads(net.sizes, batch_size)
         self.seconds_per_epoch = None
 
     def run(self, first, count, history):
@@ -253,7 +252,7 @@ class Trainer:
             self.order,
             self.X_batch,
             self.Y_batch,
-            parallel=self.parallel,
+            parallel=w.threads_pay(),
         )
         if finished:
             self.seconds_per_epoch = (time.perf_counter() - started) / finished

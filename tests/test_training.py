@@ -273,7 +273,7 @@ def test_splitmix64_matches_its_reference_and_shuffles_uniformly():
     assert chi2 < 20.5
 
 
-def test_fit_returns_to_python_about_every_twentieth_of_a_second():
+def test_epochs_per_call_aim_at_a_twentieth_of_a_second():
     from loopbp import training
 
     X, Y = sine_data()
