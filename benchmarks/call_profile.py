@@ -33,7 +33,7 @@ sys.path.insert(0, HERE)
 import common  # noqa: E402  (benchmarks/common.py: the seeded reference cases)
 
 import loopbp  # noqa: E402
-from loopbp import passes  # noqa: E402
+from loopbp import engine, passes  # noqa: E402
 from loopbp.activations import activate_row, activation_code  # noqa: E402
 
 REPEAT = 1_000
@@ -78,9 +78,9 @@ def main(argv=None):
     sizes, m = common.CASES[args.case]
     W, b, X, Y, acts = common.problem(sizes, m, args.dtype)
     net = loopbp.Network.from_parameters(W, b, acts)
-    work = passes.Workspace(net.sizes, m, net.dtype)
+    work = engine.Workspace(net.sizes, m, net.dtype)
     grad = np.empty_like(net.theta)
-    shared = (net.theta, net._sizes, net._codes, X)
+    shared = (net.theta, net.engine.sizes_array, net.engine.codes, X)
     buffers = (grad, work.activations, work.deltas, work.scratch, work.squares, work.tile, work.narrow)
     calls = max(1, int(2e-3 / max(common.gflop(sizes, m) / 50, 1e-9)))  # about 2 ms a sample at 50 GFLOP/s
 

@@ -13,6 +13,7 @@ The public API:
 """
 
 import importlib
+import importlib.metadata
 
 from . import numba_cache
 
@@ -24,10 +25,16 @@ numba_cache.install()
 from .activations import ACTIVATIONS  # noqa: E402
 from .gradient_check import check_gradient  # noqa: E402
 from .gradients import error, forward, gradient  # noqa: E402
-from .network import Network, TrainingDiverged, load  # noqa: E402
+from .network import Network  # noqa: E402
+from .saving import load  # noqa: E402
+from .training import TrainingDiverged  # noqa: E402
 from .validation import BACKENDS  # noqa: E402
 
-__version__ = "0.2.0"
+try:
+    # One place for the version: the installed distribution's metadata (pyproject.toml).
+    __version__ = importlib.metadata.version("loopbp")
+except importlib.metadata.PackageNotFoundError:  # a checkout on sys.path, never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "ACTIVATIONS",

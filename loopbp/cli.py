@@ -6,77 +6,94 @@ first-call time (for the loops, Numba's compile or cache load), the median time 
 gradient, GFLOP/s, the speed-up against einsum and the largest relative difference from
 the einsum gradient. It exits with status 1 if the loops and einsum disagree beyond the
 dtype's tolerance (``loopbp.agreement``). ``--sweep m`` or ``--sweep width`` times a
-range of sizes, ``--plot FILE.png`` draws that sweep, ``--json`` prints JSON.
+range of sizes, ``--plot FILE.png`` draws that sweep, ``--json`` prints JSON. What is
+printed comes from a ``loopbp.comparison.Comparison``; this module parses the flags,
+prints, plots and dumps it.
 
 ``loopbp train sine`` and ``loopbp train digits`` run the series' examples
 (``loopbp.examples``).
 """
 
+from __future__ import annotations
+
 import argparse
 import json
-import math
 import sys
-import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import __version__, numba_cache
-from . import compare as comparison
-from .activations import ACTIVATIONS
-from .agreement import TOLERANCE
+from .activations import ACTIVATIONS, activation_code
+from .compare import COMPARED_BACKENDS, OPTIONAL, default_backends, installed
+from .comparison import Comparison, gradient_gflop
+from .problems import default_activations
+from .validation import check_activations, check_choice, check_positive, check_seed, check_sizes
 
 DEFAULT_SIZES = (64, 128, 128, 10)
 DEFAULT_M = 1000
-gradient_gflop = comparison.gradient_gflop
 
 
-def _sizes(text):
+# The argparse types: each parses the text, then leaves the check to loopbp.validation (one
+# function per concept, as for the API), and turns its TypeError or ValueError into a usage
+# error worded for the command line: the text as typed, not the parsed value.
+
+
+def _checked(check: Callable[[str], Any], text: str, expected: str) -> Any:
+    """`check(text)`, or a usage error saying "expected `expected`, got `text`"."""
     try:
-        sizes = tuple(int(s) for s in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 784,256,10, got {text!r}"
-        ) from None
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected at least two widths, each >= 1, got {text!r}")
-    return sizes
+        return check(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
 
 
-def _integer_at_least(minimum, what):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    return parse
+_INTEGERS = "comma-separated integers such as 784,256,10"
 
 
-_positive = _integer_at_least(1, "a positive integer")
-_seed = _integer_at_least(0, "a non-negative integer")
+def _sizes(text: str) -> tuple[int, ...]:
+    widths = _checked(lambda t: [int(s) for s in t.split(",")], text, _INTEGERS)
+    return _checked(lambda t: check_sizes(widths), text, "at least two widths, each >= 1")
 
 
-def _activations(text):
+def _positive(text: str) -> int:
+    return _checked(lambda t: check_positive(int(t), "value", integer=True), text, "a positive integer")
+
+
+def _seed(text: str) -> int:
+    return _checked(lambda t: check_seed(int(t)), text, "a non-negative integer")
+
+
+def _learning_rate(text: str) -> float:
+    return _checked(
+        lambda t: check_positive(float(t), "learning rate", integer=False), text, "a positive number"
+    )
+
+
+def _activations(text: str) -> tuple[str, ...]:
     names = tuple(text.split(","))
     for name in names:
-        if name not in ACTIVATIONS:
-            raise argparse.ArgumentTypeError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+        try:
+            activation_code(name)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}"
+            ) from None
     return names
 
 
-def _backends(text):
+def _backends(text: str) -> tuple[str, ...]:
     names = tuple(text.split(","))
     for name in names:
-        if name not in comparison.BACKENDS:
+        try:
+            check_choice(name, "backend", COMPARED_BACKENDS)
+        except ValueError:
             raise argparse.ArgumentTypeError(
-                f"unknown backend {name!r}; known: {', '.join(comparison.BACKENDS)}"
-            )
-        if not comparison.installed(name):
+                f"unknown backend {name!r}; known: {', '.join(COMPARED_BACKENDS)}"
+            ) from None
+        if not installed(name):
             raise argparse.ArgumentTypeError(
-                f"backend {name!r} needs {comparison.OPTIONAL[name]}, which is not installed"
+                f"backend {name!r} needs {OPTIONAL[name]}, which is not installed"
             )
     if "einsum" not in names:
         raise argparse.ArgumentTypeError(
@@ -85,7 +102,7 @@ def _backends(text):
     return names
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loopbp", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"loopbp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -121,7 +138,7 @@ def _parser():
         "--backends",
         type=_backends,
         default=None,
-        help=f"comma-separated, from {','.join(comparison.BACKENDS)} (default: every one installed)",
+        help=f"comma-separated, from {','.join(COMPARED_BACKENDS)} (default: every one installed)",
     )
     compare.add_argument("--seed", type=_seed, default=0, help="seeds the network and the data (default: 0)")
     compare.add_argument(
@@ -162,65 +179,29 @@ def _parser():
     return parser
 
 
-def _learning_rate(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _error(message):
+def _error(message: str) -> int:
     print(f"loopbp: error: {message}", file=sys.stderr)
     return 2
 
 
-def _sweep_points(args):
-    """(label, sizes, m) for each size that the sweep (or the single run) times."""
-    if args.sweep is None:
-        return [(args.m, args.sizes, args.m)]
-    if args.sweep == "m":
-        values = [v for v in (10 * 10 ** (k / 2) for k in range(20)) if round(v) < args.m]
-        values = [int(round(v)) for v in values] + [args.m]
-        return [(m, args.sizes, m) for m in values]
-    widest = max(args.sizes[1:-1])
-    widths = [w for w in (2**k for k in range(2, 20)) if w < widest] + [widest]
-    points = []
-    for w in widths:
-        sizes = (args.sizes[0],) + (w,) * (len(args.sizes) - 2) + (args.sizes[-1],)
-        points.append((w, sizes, args.m))
-    return points
-
-
-def _crossovers(labels, loops, other):
-    """Sizes, interpolated on log axes, where the loops and `other` times cross."""
-    found = []
-    for k in range(len(labels) - 1):
-        d0 = math.log(loops[k] / other[k])
-        d1 = math.log(loops[k + 1] / other[k + 1])
-        if d0 == 0 or d0 * d1 < 0:
-            t = d0 / (d0 - d1)
-            found.append(math.exp(math.log(labels[k]) + t * (math.log(labels[k + 1]) - math.log(labels[k]))))
-    return found
-
-
-def _plot(path, args, labels, results, backends, crossovers):
+def _plot(path: str, result: Comparison) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for backend in backends:
-        ax.plot(labels, [r[backend]["median_s"] * 1e3 for r in results], marker="o", label=backend)
+    labels = result.labels
+    for backend in result.backends:
+        medians = [result.median(backend, k) * 1e3 for k in range(len(labels))]
+        ax.plot(labels, medians, marker="o", label=backend)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    crossovers = result.crossovers
     for x in crossovers:
         ax.axvline(x, color="gray", linestyle="--", linewidth=1)
         ax.annotate(
-            f"crossover\n{args.sweep} = {x:.3g}",
+            f"crossover\n{result.sweep} = {x:.3g}",
             (x, 0.02),
             xycoords=("data", "axes fraction"),
             xytext=(3, 0),
@@ -228,11 +209,11 @@ def _plot(path, args, labels, results, backends, crossovers):
             fontsize=8,
             color="dimgray",
         )
-    what = "m (samples)" if args.sweep == "m" else "hidden width"
+    what = "m (samples)" if result.sweep == "m" else "hidden width"
     ax.set_xlabel(what)
     ax.set_ylabel("median ms per gradient")
-    fixed = f"sizes {','.join(map(str, args.sizes))}" if args.sweep == "m" else f"m = {args.m}"
-    title = f"loopbp compare --sweep {args.sweep}: {fixed}, {args.dtype}"
+    fixed = f"sizes {','.join(map(str, result.sizes))}" if result.sweep == "m" else f"m = {result.m}"
+    title = f"loopbp compare --sweep {result.sweep}: {fixed}, {result.dtype}"
     if not crossovers:
         title += "\n(loops and the fastest other backend do not cross in this range)"
     if crossovers:
@@ -245,7 +226,7 @@ def _plot(path, args, labels, results, backends, crossovers):
     plt.close(fig)
 
 
-def _say(message, command="compare"):
+def _say(message: str, command: str = "compare") -> None:
     # Notes on progress go to standard error, so that standard output is the table alone
     # (or valid JSON), and appear at once even when standard error is a pipe.
     print(f"loopbp {command}: {message}", file=sys.stderr, flush=True)
@@ -256,7 +237,7 @@ def _say(message, command="compare"):
 COMPILE_SECONDS = 25
 
 
-def _note_compile(dtype, command, driver="passes.checked_gradient"):
+def _note_compile(dtype: str, command: str, driver: str = "passes.checked_gradient") -> None:
     """Say, before the loop kernels compile for `dtype`, that they will and for how long."""
     if not numba_cache.is_warm(dtype, driver):
         _say(
@@ -267,20 +248,20 @@ def _note_compile(dtype, command, driver="passes.checked_gradient"):
         )
 
 
-def _run_order(backends):
-    # einsum first: it is the reference of every row's speed-up, so each row can be
-    # printed as soon as its own backend is done.
-    return ["einsum"] + [b for b in backends if b != "einsum"]
-
-
-def compare(args):
+def compare(args: argparse.Namespace) -> int:
     """Run ``loopbp compare`` for parsed `args`; return the exit status."""
     L = len(args.sizes) - 1
-    activations = args.activations or comparison.default_activations(L)
-    if len(activations) != L:
+    # Checks that involve two flags, which their argparse types cannot see together.
+    try:
+        activations = (
+            default_activations(L)
+            if args.activations is None
+            else check_activations(args.activations, L, f"for --sizes {','.join(map(str, args.sizes))}")
+        )
+    except ValueError:
         return _error(
             f"--activations needs {L} names for --sizes {','.join(map(str, args.sizes))}, "
-            f"got {len(activations)}"
+            f"got {len(args.activations)}"
         )
     if args.sweep == "width" and L < 2:
         return _error("--sweep width varies the hidden layers; --sizes has none")
@@ -291,9 +272,7 @@ def compare(args):
             import matplotlib  # noqa: F401
         except ImportError:
             return _error('--plot needs matplotlib: pip install "loopbp[examples]"')
-    backends = args.backends or comparison.default_backends()
-    points = _sweep_points(args)
-    results = [{} for _ in points]
+    backends = args.backends or default_backends()
     table = not args.json and args.sweep is None
     if not args.json:
         print(_header(args, activations), flush=True)
@@ -302,89 +281,53 @@ def compare(args):
     if table:
         _print_table_head()
     printed = 0
-    for backend in _run_order(backends):
-        start = time.perf_counter()
-        try:
-            timed = comparison.run(
-                backend,
-                [(sizes, m) for _, sizes, m in points],
-                activations,
-                args.dtype,
-                seed=args.seed,
-                repeat=args.repeat,
-                threads=args.threads,
-            )
-        except RuntimeError as err:
-            print(f"loopbp compare: {err}", file=sys.stderr)
-            return 1
-        for (_, sizes, m), row, result in zip(points, results, timed):
-            result["gflop_per_s"] = gradient_gflop(sizes, m) / result["median_s"]
-            row[backend] = result  # einsum, run first, is there for every later backend
-            result["speedup_vs_einsum"] = row["einsum"]["median_s"] / result["median_s"]
+
+    def backend_done(backend: str, done: Comparison, seconds: float) -> None:
+        nonlocal printed
         if table:
             # Rows in table order, each as soon as it and those above it are done.
-            while printed < len(backends) and backends[printed] in results[0]:
-                _print_table_row(backends[printed], results[0])
+            while printed < len(backends) and backends[printed] in done.backends:
+                _print_table_row(backends[printed], done)
                 printed += 1
         elif args.sweep is not None:
-            _say(f"{backend} done: {len(points)} sizes in {time.perf_counter() - start:.1f} s")
-    tolerance = TOLERANCE[np.dtype(args.dtype)]
-    worst = max(row["loops"]["difference"] for row in results) if "loops" in backends else 0.0
-    agree = worst <= tolerance
-    labels = [label for label, _, _ in points]
-    crossovers = []
-    others = [b for b in backends if b != "loops"]
-    if args.sweep is not None and "loops" in backends and others:
-        # Where the loops stop (or start) being the fastest: against the fastest of the
-        # other backends at each size.
-        crossovers = _crossovers(
-            labels,
-            [r["loops"]["median_s"] for r in results],
-            [min(r[b]["median_s"] for b in others) for r in results],
-        )
-    if args.plot is not None:
-        _plot(args.plot, args, labels, results, backends, crossovers)
+            _say(f"{backend} done: {len(done.points)} sizes in {seconds:.1f} s")
 
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "loopbp_version": __version__,
-                    "sizes": list(args.sizes),
-                    "m": args.m,
-                    "activations": list(activations),
-                    "dtype": args.dtype,
-                    "threads": args.threads,
-                    "repeat": args.repeat,
-                    "sweep": args.sweep,
-                    "points": [
-                        {"sizes": list(sizes), "m": m, "gflop": gradient_gflop(sizes, m), "results": row}
-                        for (_, sizes, m), row in zip(points, results)
-                    ],
-                    "crossovers": crossovers,
-                    "tolerance": tolerance,
-                    "agree": agree,
-                    "plot": args.plot,
-                },
-                indent=1,
-            )
+    try:
+        result = Comparison.run(
+            args.sizes,
+            args.m,
+            activations,
+            args.dtype,
+            backends=backends,
+            sweep=args.sweep,
+            seed=args.seed,
+            repeat=args.repeat,
+            threads=args.threads,
+            callback=backend_done,
         )
+    except RuntimeError as err:
+        print(f"loopbp compare: {err}", file=sys.stderr)
+        return 1
+    if args.plot is not None:
+        _plot(args.plot, result)
+    if args.json:
+        print(json.dumps(result.to_dict(plot=args.plot), indent=1))
     elif args.sweep is not None:
-        _print_sweep(args, backends, labels, results, crossovers)
+        _print_sweep(result)
     if args.plot is not None:
         # Named on stdout, except under --json, where the path is the "plot" key.
         print(f"plot written to {args.plot}", file=sys.stderr if args.json else sys.stdout)
-    if not agree:
+    if not result.agree:
         print(
-            f"loopbp compare: FAIL: loops and einsum differ by {worst:.2e}, more than the "
-            f"{args.dtype} tolerance {tolerance:.0e}",
+            f"loopbp compare: FAIL: loops and einsum differ by {result.worst_difference:.2e}, more than the "
+            f"{result.dtype} tolerance {result.tolerance:.0e}",
             file=sys.stderr,
         )
         return 1
     return 0
 
 
-def _header(args, activations):
+def _header(args: argparse.Namespace, activations: Sequence[str]) -> str:
     threads = "default threads" if args.threads is None else f"{args.threads} threads"
     header = (
         f"loopbp compare: sizes {','.join(map(str, args.sizes))}, m = {args.m}, {args.dtype}, "
@@ -396,7 +339,7 @@ def _header(args, activations):
     return header
 
 
-def _print_table_head():
+def _print_table_head() -> None:
     print(
         f"{'backend':<8} {'first call':>12} {'median':>12} {'GFLOP/s':>9} {'vs einsum':>10} "
         f"{'max rel diff':>13}",
@@ -404,31 +347,33 @@ def _print_table_head():
     )
 
 
-def _print_table_row(backend, row):
-    r = row[backend]
+def _print_table_row(backend: str, result: Comparison) -> None:
+    r = result.measured[0][backend]
     print(
-        f"{backend:<8} {r['first_s'] * 1e3:>10.3f}ms {r['median_s'] * 1e3:>10.3f}ms {r['gflop_per_s']:>9.2f} "
-        f"{r['speedup_vs_einsum']:>9.2f}x {r['difference']:>13.2e}",
+        f"{backend:<8} {r['first_s'] * 1e3:>10.3f}ms {r['median_s'] * 1e3:>10.3f}ms "
+        f"{result.gflop_per_s(backend):>9.2f} {result.speedup(backend):>9.2f}x {r['difference']:>13.2e}",
         flush=True,
     )
 
 
-def _print_sweep(args, backends, labels, results, crossovers):
+def _print_sweep(result: Comparison) -> None:
+    backends = result.backends
     print("median ms per gradient; the last column is loops' speed-up against einsum")
-    name = "m" if args.sweep == "m" else "width"
+    name = "m" if result.sweep == "m" else "width"
     columns = f"{name:>7} " + " ".join(f"{b:>10}" for b in backends)
     print(columns + (f" {'loops/einsum':>13}" if "loops" in backends else ""))
-    for label, row in zip(labels, results):
-        line = f"{label:>7} " + " ".join(f"{row[b]['median_s'] * 1e3:>10.4g}" for b in backends)
+    for k, label in enumerate(result.labels):
+        line = f"{label:>7} " + " ".join(f"{result.median(b, k) * 1e3:>10.4g}" for b in backends)
         if "loops" in backends:
-            line += f" {row['loops']['speedup_vs_einsum']:>12.2f}x"
+            line += f" {result.speedup('loops', k):>12.2f}x"
         print(line)
     if "loops" in backends:
+        crossovers = result.crossovers
         where = ", ".join(f"{x:.3g}" for x in crossovers) if crossovers else "none in this range"
         print(f"loops and the fastest other backend cross at {name} = {where}")
 
 
-def train(args):
+def train(args: argparse.Namespace) -> int:
     """Run ``loopbp train sine|digits`` for parsed `args`; return the exit status."""
     from . import examples
 
@@ -441,7 +386,7 @@ def train(args):
             flush=True,
         )
         if args.backend == "loops":
-            _note_compile("float64", "train", driver="training.train_epochs")
+            _note_compile("float64", "train", driver="training_loop.train_epochs")
         result = examples.train_sine(
             epochs=args.epochs,
             learning_rate=args.learning_rate,
@@ -458,7 +403,7 @@ def train(args):
             flush=True,
         )
         if args.backend == "loops":
-            _note_compile("float64", "train", driver="training.train_epochs")
+            _note_compile("float64", "train", driver="training_loop.train_epochs")
         try:
             result = examples.train_digits(
                 hidden=args.hidden,
@@ -486,7 +431,7 @@ def train(args):
     return 0
 
 
-def cache(args):
+def cache(args: argparse.Namespace) -> int:
     """Run ``loopbp cache [--clear]``: where the compiled kernels are, or delete them."""
     folder = numba_cache.cache_dir()
     if args.clear:
@@ -504,7 +449,7 @@ def cache(args):
     return 0
 
 
-def _plot_sine(path, result):
+def _plot_sine(path: str, result: Any) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -527,7 +472,7 @@ def _plot_sine(path, result):
     plt.close(fig)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``loopbp`` console script."""
     parser = _parser()
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -16,8 +16,11 @@ apart from the samples. Each sample times a batch of calls lasting at least
 `SAMPLE_SECONDS`, and the median per call is reported. Every backend's gradient is
 compared with the einsum gradient on the same data, in its own process.
 
-``loopbp compare`` (``loopbp.cli``) prints what `run` returns.
+``loopbp.comparison`` runs every backend over the points of a comparison with `run` and
+computes what ``loopbp compare`` (``loopbp.cli``) prints.
 """
+
+from __future__ import annotations
 
 import importlib.util
 import json
@@ -26,53 +29,51 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypedDict
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from . import einsum_reference
 from .agreement import gradient_difference
 from .network import Network
+from .problems import seeded_problem
 
 #: Every backend `run` knows, in the order of the table.
-BACKENDS = ("loops", "einsum", "numpy", "torch", "jax")
+COMPARED_BACKENDS = ("loops", "einsum", "numpy", "torch", "jax")
 #: The backends that need a package loopbp does not depend on.
 OPTIONAL = {"torch": "torch", "jax": "jax"}
 #: Each timed sample batches calls until it lasts at least this long.
 SAMPLE_SECONDS = 0.02
 
 
-def installed(backend):
+class Measurement(TypedDict):
+    """What `measure` returns for one backend on one network."""
+
+    #: Seconds for the first call (compilation, tracing or cache loads included).
+    first_s: float
+    #: Seconds per call: the median over the timed samples.
+    median_s: float
+    #: Calls per timed sample.
+    number: int
+    #: The largest relative difference from the einsum gradient (``loopbp.agreement``).
+    difference: float
+
+
+#: A backend's gradient: a function of no arguments returning (E, dW, db).
+GradientFunction = Callable[[], tuple[float, list, list]]
+
+
+def installed(backend: str) -> bool:
     """Whether `backend` can run here (its optional package is importable)."""
     package = OPTIONAL.get(backend)
     return package is None or importlib.util.find_spec(package) is not None
 
 
-def default_backends():
+def default_backends() -> tuple[str, ...]:
     """loops, einsum and numpy, plus torch and jax where they are installed."""
-    return tuple(b for b in BACKENDS if installed(b))
-
-
-def default_activations(L):
-    """Sigmoid hidden layers and an identity output, as in the series."""
-    return ("sigmoid",) * (L - 1) + ("identity",)
-
-
-def gradient_gflop(sizes, m):
-    """GFLOP in one gradient: 2 n^l n^(l-1) m for each of forward, dW and dA (no dA for l = 1)."""
-    flop = 0
-    for l in range(1, len(sizes)):
-        products = 3 if l > 1 else 2
-        flop += products * 2 * sizes[l] * sizes[l - 1] * m
-    return flop / 1e9
-
-
-def problem(sizes, m, activations, dtype, seed):
-    """The seeded network (series initialisation) and N(0, 1) data X, Y of one comparison."""
-    net = Network(sizes, activations, dtype=dtype, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    X = rng.standard_normal((sizes[0], m)).astype(dtype)
-    Y = rng.standard_normal((sizes[-1], m)).astype(dtype)
-    return net, X, Y
+    return tuple(b for b in COMPARED_BACKENDS if installed(b))
 
 
 def _torch_gradient(net, X, Y):
@@ -124,7 +125,7 @@ def _jax_gradient(net, X, Y):
     return run
 
 
-def gradient_function(backend, net, X, Y):
+def gradient_function(backend: str, net: Network, X: np.ndarray, Y: np.ndarray) -> GradientFunction:
     """A function of no arguments that returns (E, dW, db) from `backend` for net, X, Y."""
     if backend == "loops":
         return lambda: net.gradient(X, Y)
@@ -137,27 +138,44 @@ def gradient_function(backend, net, X, Y):
         return _torch_gradient(net, X, Y)
     if backend == "jax":
         return _jax_gradient(net, X, Y)
-    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    raise ValueError(f"backend must be one of {', '.join(COMPARED_BACKENDS)}, got {backend!r}")
 
 
-def measure(backend, sizes, m, activations, dtype, seed, repeat):
-    """Time `backend` in this process; see the module docstring.
+def measure(
+    backend: str,
+    sizes: Sequence[int],
+    m: int,
+    activations: Sequence[str] | None,
+    dtype: DTypeLike,
+    seed: int,
+    repeat: int,
+) -> Measurement:
+    """Time `backend` in this process on the seeded problem; see the module docstring.
+
+    Parameters
+    ----------
+    backend : str
+        One of `COMPARED_BACKENDS`.
+    sizes, m, activations, dtype, seed
+        The problem: ``loopbp.problems.seeded_problem(sizes, m, activations, dtype, seed)``.
+    repeat : int
+        Timed samples.
 
     Returns
     -------
-    dict
+    Measurement
         ``first_s`` (seconds for the first call), ``median_s`` (seconds per call),
         ``number`` (calls per sample) and ``difference`` (largest relative difference
         from the einsum gradient).
     """
-    net, X, Y = problem(sizes, m, activations, np.dtype(dtype), seed)
+    net, X, Y = seeded_problem(sizes, m, activations, np.dtype(dtype), seed)
     timed = time_calls(gradient_function(backend, net, X, Y), repeat)
     reference = net.gradient(X, Y, backend="einsum")
     result = timed.pop("result")
     return {**timed, "difference": gradient_difference(result, reference)}
 
 
-def time_calls(run, repeat, sample_seconds=SAMPLE_SECONDS):
+def time_calls(run: Callable[[], Any], repeat: int, sample_seconds: float = SAMPLE_SECONDS) -> dict[str, Any]:
     """Time `run()`: its first call apart, then `repeat` samples of batched calls.
 
     Returns
@@ -183,7 +201,11 @@ def time_calls(run, repeat, sample_seconds=SAMPLE_SECONDS):
     return {"first_s": first, "result": result, "median_s": statistics.median(samples), "number": number}
 
 
-def _environment(threads):
+def thread_environment(threads: int | None) -> dict[str, str]:
+    """This process's environment, with `threads` set for every library a backend may use.
+
+    None leaves the environment as it is (and so the libraries' own defaults).
+    """
     env = dict(os.environ)
     if threads is not None:
         # Numba, OpenBLAS/MKL behind NumPy and PyTorch's intra-op pool all read these
@@ -204,25 +226,34 @@ if sys.path[:1] == [""]:
     del sys.path[0]  # the working directory, which -c puts first
 if parent not in sys.path:  # a checkout, not an installed package: where the parent found it
     sys.path.insert(0, parent)
-from loopbp.compare import _worker
-_worker(sys.argv[2])
+from loopbp.compare import worker
+worker(sys.argv[2])
 """
 
 
-def run(backend, points, activations, dtype, seed=0, repeat=20, threads=None):
+def run(
+    backend: str,
+    points: Sequence[tuple[Sequence[int], int]],
+    activations: Sequence[str] | None,
+    dtype: str,
+    seed: int = 0,
+    repeat: int = 20,
+    threads: int | None = None,
+) -> list[Measurement]:
     """Time `backend` on each (sizes, m) of `points` in one fresh process.
 
     Parameters
     ----------
     backend : str
-        One of `BACKENDS`; it must be `installed`.
+        One of `COMPARED_BACKENDS`; it must be `installed`.
     points : list of (sizes, m)
         The networks to time, in order.
     activations : sequence of str or None
-        One name per layer, or None for `default_activations` of each point.
+        One name per layer, or None for ``loopbp.problems.default_activations`` of each
+        point.
     dtype : {"float64", "float32"}
     seed : int
-        Seeds each point's network and data (`problem`).
+        Seeds each point's network and data (``loopbp.problems.seeded_problem``).
     repeat : int
         Timed samples per point.
     threads : int or None
@@ -230,8 +261,13 @@ def run(backend, points, activations, dtype, seed=0, repeat=20, threads=None):
 
     Returns
     -------
-    list of dict
+    list of Measurement
         What `measure` returns, one per point.
+
+    Raises
+    ------
+    RuntimeError
+        If the process fails; the message holds its standard error.
     """
     request = {
         "backend": backend,
@@ -245,7 +281,7 @@ def run(backend, points, activations, dtype, seed=0, repeat=20, threads=None):
         [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_PARENT, json.dumps(request)],
         capture_output=True,
         text=True,
-        env=_environment(threads),
+        env=thread_environment(threads),
         check=False,
     )
     if out.returncode != 0:
@@ -253,7 +289,12 @@ def run(backend, points, activations, dtype, seed=0, repeat=20, threads=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _worker(request):
+def worker(request: str) -> None:
+    """The backend's process: `measure` each point of the JSON `request`, print the results as JSON.
+
+    `request` is what `run` sends: ``backend``, ``points`` ([sizes, m] pairs),
+    ``activations`` (or null), ``dtype``, ``seed`` and ``repeat``.
+    """
     request = json.loads(request)
     if request["backend"] == "torch" and "OMP_NUM_THREADS" in os.environ:
         import torch
@@ -261,13 +302,12 @@ def _worker(request):
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     results = []
     for sizes, m in request["points"]:
-        activations = request["activations"] or default_activations(len(sizes) - 1)
         results.append(
             measure(
                 request["backend"],
                 tuple(sizes),
                 m,
-                activations,
+                request["activations"],  # None: seeded_problem's default for these sizes
                 request["dtype"],
                 request["seed"],
                 request["repeat"],
@@ -277,4 +317,4 @@ def _worker(request):
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1])
+    worker(sys.argv[1])

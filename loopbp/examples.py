@@ -9,6 +9,8 @@ so `train_digits` follows its recipe on scikit-learn's 8x8 digits, which scikit-
 ships in its package (``pip install "loopbp[examples]"``).
 """
 
+from __future__ import annotations
+
 import copy
 import dataclasses
 import math
@@ -65,13 +67,20 @@ def _timed_fit(net, X, Y, learning_rate, epochs, backend, progress):
     return history, seconds, len(history) / seconds, first
 
 
-def sine_data(m=100):
+def sine_data(m: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """m points x evenly spaced on [0, 2 pi] and y = sin(x), as (1, m) arrays."""
     X = np.linspace(0.0, 2.0 * math.pi, m)[None, :]
     return X, np.sin(X)
 
 
-def train_sine(*, epochs=20_000, learning_rate=0.1, seed=0, backend="loops", progress=False):
+def train_sine(
+    *,
+    epochs: int = 20_000,
+    learning_rate: float = 0.1,
+    seed: int = 0,
+    backend: str = "loops",
+    progress: bool = False,
+) -> TrainingResult:
     """Fit sin(x) on [0, 2 pi] with the series' 1-20-1 network (sigmoid, identity).
 
     The defaults are the series': weights and biases 0.2 N(0, 1) with seed 0, learning
@@ -94,7 +103,7 @@ def train_sine(*, epochs=20_000, learning_rate=0.1, seed=0, backend="loops", pro
     return TrainingResult(net, history, seconds, rate, first_seconds=first)
 
 
-def digits_data(seed=0):
+def digits_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """scikit-learn's 8x8 digits, split 75% / 25% (stratified, fixed seed).
 
     Returns
@@ -117,8 +126,14 @@ def digits_data(seed=0):
 
 
 def train_digits(
-    *, hidden=DIGITS_HIDDEN, epochs=10_000, learning_rate=0.1, seed=0, backend="loops", progress=False
-):
+    *,
+    hidden: int = DIGITS_HIDDEN,
+    epochs: int = 10_000,
+    learning_rate: float = 0.1,
+    seed: int = 0,
+    backend: str = "loops",
+    progress: bool = False,
+) -> TrainingResult:
     """The series' MNIST recipe on scikit-learn's digits: 64-hidden-10, sigmoid, identity.
 
     One-hot targets, squared error E, full-batch gradient descent, 0.2 N(0, 1)

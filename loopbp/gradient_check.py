@@ -1,12 +1,28 @@
 """`check_gradient`: the analytic gradient against central finite differences."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .gradients import error, gradient
-from .validation import check_backend, check_parameters, check_samples, check_targets
+from .validation import check_backend, check_parameters, check_positive, check_samples, check_targets
 
 
-def check_gradient(W, b, X, Y, activations, *, backend="loops", directions=3, step=1e-5, seed=0):
+def check_gradient(
+    W: Sequence[ArrayLike],
+    b: Sequence[ArrayLike],
+    X: ArrayLike,
+    Y: ArrayLike,
+    activations: Sequence[str],
+    *,
+    backend: str = "loops",
+    directions: int = 3,
+    step: float = 1e-5,
+    seed: int = 0,
+) -> float:
     r"""Worst relative error between the gradient and central finite differences.
 
     For each parameter array P (every W^l and b^l) and each of `directions` random unit
@@ -51,10 +67,8 @@ def check_gradient(W, b, X, Y, activations, *, backend="loops", directions=3, st
         number of the size of its mistake, relative to the gradient.
     """
     check_backend(backend)
-    if isinstance(directions, bool) or not isinstance(directions, (int, np.integer)) or directions < 1:
-        raise ValueError(f"directions must be an int >= 1, got {directions!r}")
-    if not isinstance(step, (float, int, np.floating)) or not np.isfinite(step) or step <= 0:
-        raise ValueError(f"step must be a positive finite number, got {step!r}")
+    check_positive(directions, "directions", integer=True)
+    check_positive(step, "step", integer=False)
     W, b, names, _, dtype = check_parameters(W, b, activations)
     X = check_samples(X, W[0].shape[1], dtype)
     Y = check_targets(Y, W[-1].shape[0], X.shape[1], dtype)

@@ -1,7 +1,8 @@
 """The back-propagation derivation as Numba loops over i, j, c and l.
 
-Each kernel is one equation of ``shared/seed/back-propagation-derivation.md`` (see
-``shared/docs/conventions.md`` for the notation), written as the loop nest that the
+Each kernel is one equation of Jan Marthedal Rasmussen's "Neural Networks -
+Back-propagation Derivation" (19 January 2023, in the series at https://janmr.com/blog/),
+stated in its docstring in the post's notation and written as the loop nest that the
 equation's indices describe:
 
 - i runs over the units of the layer being written, j over the units of the layer
@@ -12,8 +13,8 @@ equation's indices describe:
 - no BLAS, ``np.dot``, ``@`` or einsum appears: the point is loop-level code;
 - every constant is made in the arrays' dtype, so float32 work stays float32.
 
-The loop over the layers l, and the storage the kernels work on, are in
-``loopbp.passes``.
+The loop over the layers l is in ``loopbp.passes``, the storage the kernels work on in
+``loopbp.layout``.
 """
 
 import numpy as np
@@ -106,7 +107,7 @@ def _output_delta_row(a, y, d):
 
 
 @njit(cache=True)
-def _squared_error_row(a, y):
+def squared_error_row(a, y):
     # sum_c (a_c - y_c)^2 in float64, in the order of _output_delta_row, for E alone.
     s = 0.0
     for c in range(a.shape[0]):

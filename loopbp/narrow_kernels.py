@@ -20,6 +20,7 @@ each pass over a row of the block then loads it once for four fused multiply-add
 from numba import njit, prange
 
 from .activations import activate_row, multiply_by_derivative_row
+from .layout import activation_offset, biases, matrix, weights
 from .simd import full_width
 
 #: The widest layer (n^0 included) for which the loops backend takes these kernels. Measured
@@ -196,30 +197,6 @@ def weight_gradient_block(dZ, A_prev, dW, db, c0, c1, first):
             j += 1
 
 
-@njit(cache=True, inline="always")
-def _matrix(buffer, offset, rows, cols):
-    return buffer[offset : offset + rows * cols].reshape((rows, cols))
-
-
-@njit(cache=True, inline="always")
-def _layer(theta, sizes, l):
-    """W^l and b^l, views of theta (or of a gradient laid out like it)."""
-    offset = 0
-    for k in range(1, l):
-        offset += (sizes[k - 1] + 1) * sizes[k]
-    W = _matrix(theta, offset, sizes[l], sizes[l - 1])
-    start = offset + sizes[l] * sizes[l - 1]
-    return W, theta[start : start + sizes[l]]
-
-
-@njit(cache=True, inline="always")
-def _activation(activations, sizes, m, l):
-    offset = 0
-    for k in range(1, l):
-        offset += sizes[k] * m
-    return _matrix(activations, offset, sizes[l], m)
-
-
 @njit(cache=True)
 def _forward_chunk(theta, sizes, codes, X, activations, chunk):
     L = sizes.shape[0] - 1
@@ -228,8 +205,8 @@ def _forward_chunk(theta, sizes, codes, X, activations, chunk):
         c1 = min(m, c0 + BLOCK)
         A_prev = X
         for l in range(1, L + 1):
-            W, b = _layer(theta, sizes, l)
-            A = _activation(activations, sizes, m, l)
+            W, b = weights(theta, sizes, l), biases(theta, sizes, l)
+            A = matrix(activations, activation_offset(sizes, m, l), sizes[l], m)
             forward_block(W, b, codes[l - 1], A_prev, A, c0, c1)
             A_prev = A
 
@@ -244,20 +221,20 @@ def _gradient_chunk(theta, sizes, codes, X, Y, grad, activations, deltas, chunk)
         c1 = min(m, c0 + BLOCK)
         A_prev = X
         for l in range(1, L + 1):
-            W, b = _layer(theta, sizes, l)
-            A = _activation(activations, sizes, m, l)
+            W, b = weights(theta, sizes, l), biases(theta, sizes, l)
+            A = matrix(activations, activation_offset(sizes, m, l), sizes[l], m)
             forward_block(W, b, codes[l - 1], A_prev, A, c0, c1)
             A_prev = A
-        delta = _matrix(deltas[0], 0, sizes[L], m)
+        delta = matrix(deltas[0], 0, sizes[L], m)
         output_delta_block(codes[L - 1], A_prev, Y, delta, m, c0, c1)
         for l in range(L, 0, -1):
-            delta = _matrix(deltas[(L - l) % 2], 0, sizes[l], m)
-            A_prev = _activation(activations, sizes, m, l - 1) if l > 1 else X
-            dW, db = _layer(grad, sizes, l)
+            delta = matrix(deltas[(L - l) % 2], 0, sizes[l], m)
+            A_prev = matrix(activations, activation_offset(sizes, m, l - 1), sizes[l - 1], m) if l > 1 else X
+            dW, db = weights(grad, sizes, l), biases(grad, sizes, l)
             weight_gradient_block(delta, A_prev, dW, db, c0, c1, first)
             if l > 1:
-                W, _ = _layer(theta, sizes, l)
-                previous = _matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
+                W = weights(theta, sizes, l)
+                previous = matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
                 hidden_delta_block(W, delta, codes[l - 2], A_prev, previous, c0, c1)
         first = False
 

@@ -20,6 +20,12 @@ its path, so two virtual environments never share files. ``loopbp cache`` prints
 directory and ``loopbp cache --clear`` deletes it; deleting it by hand is just as safe.
 ``NUMBA_CACHE_LOCATOR_CLASSES``, when set, replaces Numba's list of locators, this one too.
 
+loopbp 0.1.0 kept its cache files beside its sources, in ``loopbp/__pycache__``; `install`,
+run at ``import loopbp``, deletes them (the ``*.nbi`` and ``*.nbc`` files and the
+``loopbp-numba-sources.txt`` stamp) so that an upgraded install leaves nothing behind.
+``LOOPBP_KEEP_LEGACY_CACHE`` set to ``1`` (or any non-empty value but ``0``) keeps them:
+for a read-only or shared install, or to keep what another tool put there.
+
 Staleness is judged for the package as a whole. Numba judges a cached kernel by its own
 source file alone, but the drivers in ``passes.py`` call kernels in ``tiled_kernels.py``
 and ``kernels.py``; when only some files changed, Numba recompiled the drivers against
@@ -172,9 +178,16 @@ def _impl_classes():
 _LEGACY = ("*.nbi", "*.nbc", "loopbp-numba-sources.txt")
 
 
+def _keep_legacy_cache():
+    """Whether ``LOOPBP_KEEP_LEGACY_CACHE`` asks to keep 0.1.0's cache files (set, not "0")."""
+    return os.environ.get("LOOPBP_KEEP_LEGACY_CACHE", "") not in ("", "0")
+
+
 def _remove_legacy_cache():
     # Files that pip does not record: after an uninstall they kept the folder, which then
     # shadowed the package as an empty namespace package.
+    if _keep_legacy_cache():
+        return
     folder = os.path.join(_HERE, "__pycache__")
     for pattern in _LEGACY:
         for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
@@ -189,7 +202,9 @@ def install():
 
     Must run before loopbp's kernels are decorated: Numba picks a kernel's locator when
     its ``@njit(cache=True)`` runs. Also deletes the cache files that loopbp 0.1.0 kept
-    beside its sources, so that an upgraded install leaves nothing behind either.
+    beside its sources, so that an upgraded install leaves nothing behind either, unless
+    the environment variable ``LOOPBP_KEEP_LEGACY_CACHE`` is set to ``1`` (or any
+    non-empty value but ``0``).
     """
     _remove_legacy_cache()
     for impl in _impl_classes():
@@ -241,7 +256,7 @@ def is_warm(dtype, driver="passes.checked_gradient"):
 
     Reads the index of the driver (by default ``passes.checked_gradient``, what
     `Network.gradient` and `loopbp.gradient` run, which holds every kernel of the loops
-    backend; ``training.train_epochs`` for `Network.fit`) the way Numba does; any doubt
+    backend; ``training_loop.train_epochs`` for `Network.fit`) the way Numba does; any doubt
     counts as cold.
 
     Parameters

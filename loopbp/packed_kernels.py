@@ -1,15 +1,27 @@
 r"""The three contractions as blocked loops over packed panels, with a register micro-kernel.
 
 The sums are those of ``loopbp.kernels``; each is one contraction
-C[p, q] = sum_k P[p, k] Q[k, q] of two views, with C's rows contiguous:
+C[p, q] = sum_k P[p, k] Q[k, q] of two views, with C's rows contiguous. P is packed in
+panels of MR rows (`pack_rows`), Q in panels of NR columns (`_columns_block`), and K is
+the length of k. With n^l the width of layer l and m the number of samples:
 
-==========  ==============  ==================  ====================  ============
-equation    C[p, q]         P[p, k]             Q[k, q]               k
-==========  ==============  ==================  ====================  ============
-forward     Z^l_ic          W^l_ij              A^(l-1)_jc            j
-dE/dA^l     dE/dA^l_ic      (W^(l+1))^T_ij      dE/dZ^(l+1)_jc        j
-dE/dW^l     dE/dW^l_ij      dE/dZ^l_ic          (A^(l-1))^T_cj        c
-==========  ==============  ==================  ====================  ============
+=============  =====================  ==========================  ========================
+role           forward                dE/dA^l                     dE/dW^l
+=============  =====================  ==========================  ========================
+C[p, q]        Z^l_ic, written in A   dE/dA^l_ic, written in dZ   dE/dW^l_ij
+P[p, k]        W^l_ij                 (W^(l+1))^T_ij, a view      dE/dZ^l_ic
+Q[k, q]        A^(l-1)_jc             dE/dZ^(l+1)_jc              (A^(l-1))^T_cj, a view
+p              i, n^l values          i, n^l values               i, n^l values
+q              c, m values            c, m values                 j, n^(l-1) values
+k              j, K = n^(l-1)         j, K = n^(l+1)              c, K = m
+function       `forward_layer`        `hidden_delta_to_z`         `weight_gradient`
+prange over    blocks of c            blocks of c                 blocks of j
+=============  =====================  ==========================  ========================
+
+The views are transposed views, not copies: packing reads them along whichever axis is
+contiguous. MR x NR is the register tile of ``loopbp.simd`` for the host's vector width
+and the dtype (``simd.tile_shape``: 14 x 16 for float64 on AVX-512, 6 x 8 on AVX2; see
+the table there), not a constant of this module.
 
 The loops are those of Goto's method (as in BLIS), with the roles of rows and columns
 swapped because C is row-major here:

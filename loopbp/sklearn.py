@@ -46,7 +46,9 @@ except ImportError as err:  # absent, or older than 1.6 (no validate_data, no __
     ) from err
 
 from .activations import ACTIVATIONS
-from .network import INITS, Network, TrainingDiverged
+from .network import Network
+from .training import TrainingDiverged
+from .validation import INITS
 
 __all__ = ["NetworkClassifier", "NetworkRegressor"]
 

@@ -9,7 +9,7 @@ each of them, by two rules:
   threads start parallel regions at once. loopbp therefore holds a process-wide lock
   while a call of its runs with threads; under OpenMP and TBB this also keeps two
   callers from each starting a full team of threads on the same cores. Tiny networks,
-  which run in the calling thread (``passes.SERIAL_BELOW``), take no lock and run
+  which run in the calling thread (``engine.SERIAL_BELOW``), take no lock and run
   concurrently.
 - **Serial after fork.** GNU OpenMP cannot start threads in a child forked from a
   process that has used it (Numba terminates such a child). In a child forked after the

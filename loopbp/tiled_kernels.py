@@ -16,11 +16,35 @@ elsewhere, or when ``LOOPBP_SIMD=portable``. The sums are those of ``loopbp.kern
 
 Each is written as C[p, q] = sum_k P[p, k] Q[q, k], a dot product over an index k that is
 contiguous in memory in both operands (`_dot_rows`), so that the loop over k is a
-straight vectorisable sweep. Where the summed index is not contiguous (j in A^(l-1)_jc),
-a block of samples is first copied, transposed, into a small buffer ("packing"). Each tile
-of 4 x 2 outputs keeps its 8 accumulators in registers, so every loaded value feeds
-several multiply-adds; k runs in chunks of `K_CHUNK` so that a tile's rows stay in the
-L1 cache.
+straight vectorisable sweep. Where the summed index is not contiguous (j in A^(l-1)_jc
+and dE/dZ^(l+1)_jc), a block of samples is first copied, transposed, into a small buffer
+("packing"); for j in W^(l+1)_ji the whole of W^(l+1) is transposed once by `transpose`,
+before `hidden_delta_to_z` is called. Each tile of TILE_P x TILE_Q = 4 x 2 outputs keeps
+its 8 accumulators in registers, so every loaded value feeds several multiply-adds; k runs
+in chunks of `K_CHUNK` so that a tile's rows stay in the L1 cache.
+
+The three contractions, with n^l the width of layer l and m the number of samples:
+
+=============  ========================  ==========================  ========================
+role           forward                   dE/dA^l                     dE/dW^l
+=============  ========================  ==========================  ========================
+C[p, q]        Z^l_ic, written in A^l    dE/dA^l_ic, written in      dE/dW^l_ij
+                                         dE/dZ^l
+P[p, k]        W^l_ij                    (W^(l+1))^T_ij, copied by   dE/dZ^l_ic
+                                         `transpose`
+Q[q, k]        A^(l-1)_jc, packed        dE/dZ^(l+1)_jc, packed      A^(l-1)_jc, as stored
+p              i, n^l values             i, n^l values               i, n^l values
+q              c, C_BLOCK at a time      c, C_BLOCK at a time        j, n^(l-1) values
+k              j, n^(l-1) values         j, n^(l+1) values           c, m values
+function       `forward_layer`           `hidden_delta_to_z`         `weight_gradient`
+prange over    blocks of C_BLOCK c       blocks of C_BLOCK c         blocks of ROW_BLOCK i
+=============  ========================  ==========================  ========================
+
+"Packed" is a block of C_BLOCK samples copied as Q[c, j] (`_pack_columns`), so that j
+is contiguous. In the forward pass C receives the sums and then the bias and g^l; in
+dE/dA^l it receives the sums and then the factor g^l', which makes it dE/dZ^l. In
+dE/dW^l, both operands already have c contiguous, and k (the samples) is the outer loop,
+one chunk of `K_CHUNK` at a time; in the other two, the chunks of k run inside each block.
 
 Determinism: ``prange`` runs over blocks of an index the kernel writes (samples c for the
 forward pass and dE/dA, rows i for dE/dW), and the order of every sum depends on the
@@ -39,11 +63,14 @@ _FASTMATH = {"reassoc", "contract"}
 C_BLOCK = 32
 #: Length of the chunks the summed index is cut into, so that a tile's rows fit in L1.
 K_CHUNK = 512
-#: Output rows per tile (P side) and columns per tile (Q side). 4 x 2 accumulators plus
-#: the six loaded rows fit the 16 vector registers of AVX2.
+#: Output rows per tile (P side) and columns per tile (Q side). Fixed, not a tuning knob:
+#: the tile body in `_dot_rows` is written out for 4 x 2 (rows x0..x3 of P, y0 and y1 of Q,
+#: accumulators a00..a31), and other values need that body rewritten. 4 x 2 accumulators
+#: plus the six loaded rows fit the 16 vector registers of AVX2.
 TILE_P = 4
 TILE_Q = 2
-#: Rows per block on each side of the weight gradient.
+#: Rows per block on each side of the weight gradient. A multiple of TILE_P and TILE_Q (as
+#: C_BLOCK is of TILE_Q), so that only the edges of the arrays fall outside whole tiles.
 ROW_BLOCK = 32
 
 
@@ -58,7 +85,7 @@ def scratch_length(width, threads):
 
 @njit(fastmath=_FASTMATH, cache=True)
 def _dot_rows(P, Q, C, k0, k1, accumulate):
-    r"""C[p, q] (+)= sum_{k0 <= k < k1} P[p, k] Q[q, k], in 4 x 2 tiles.
+    r"""C[p, q] (+)= sum_{k0 <= k < k1} P[p, k] Q[q, k], in tiles of TILE_P x TILE_Q = 4 x 2.
 
     .. math:: C_{pq} \mathrel{+}= \sum_{k=k_0}^{k_1 - 1} P_{pk} Q_{qk}
 
@@ -70,6 +97,8 @@ def _dot_rows(P, Q, C, k0, k1, accumulate):
     zero = P.dtype.type(0)
     for p in range(0, n_p, TILE_P):
         if p + TILE_P <= n_p:
+            # The 4 x 2 tile body, written out: TILE_P rows x0..x3, TILE_Q rows y0 and y1,
+            # and a<r><s> the accumulator of row p + r and column q + s.
             # Row views that start at k0 and a loop from 0: Numba then knows every
             # index is non-negative and LLVM sees contiguous loads.
             x0 = P[p, k0:k1]

@@ -1,10 +1,20 @@
 """Checks on every argument of the public API, before anything reaches Numba.
 
+One function per concept, used by every caller: the functions of ``loopbp.gradients``,
+`Network` and its `fit`, `check_gradient`, `load` (which adds the file name to the
+message) and the command line (which turns the errors into usage errors).
+
 Each check raises a ``TypeError`` (wrong kind of thing) or a ``ValueError`` (right kind,
 wrong value) whose message names the argument, says what was expected and what was
 given. The checks never modify their inputs; where an array must be converted, a new
 array is made.
 """
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -13,15 +23,117 @@ from .activations import activation_code
 #: The float dtypes that loopbp computes in.
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+#: The backends of `loopbp.gradient`, `loopbp.forward`, `loopbp.error` and `Network`.
 BACKENDS = ("loops", "einsum")
 
+#: Initialisations `Network` offers; see its docstring.
+INITS = ("series", "glorot", "he")
 
-def check_backend(backend):
-    """Return `backend` if it is a known backend name."""
-    if not isinstance(backend, str) or backend not in BACKENDS:
-        known = ", ".join(repr(k) for k in BACKENDS)
-        raise ValueError(f"backend must be one of {known}, got {backend!r}")
-    return backend
+
+def check_backend(backend: Any) -> str:
+    """Return `backend` if it is one of `BACKENDS`."""
+    return check_choice(backend, "backend", BACKENDS)
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """Return `value` if it is one of the strings `choices`."""
+    if not isinstance(value, str) or value not in choices:
+        known = ", ".join(repr(k) for k in choices)
+        raise ValueError(f"{name} must be one of {known}, got {value!r}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_sizes(sizes: Any) -> tuple[int, ...]:
+    """The layer widths n^0, ..., n^L as a tuple of Python ints, each at least 1, L >= 1."""
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"sizes must be a sequence of layer widths n^0, ..., n^L, got {type(sizes).__name__}")
+    sizes = tuple(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must list at least n^0 and n^1 (two widths), got {sizes!r}")
+    for k, n in enumerate(sizes):
+        if not _is_int(n):
+            raise TypeError(f"sizes[{k}] must be an int, got {type(n).__name__} {n!r}")
+        if n < 1:
+            raise ValueError(f"sizes[{k}] must be at least 1, got {n}")
+    return tuple(int(n) for n in sizes)
+
+
+def check_activations(activations: Any, L: int, context: str) -> tuple[str, ...]:
+    """The names of g^1, ..., g^L as a tuple, each one of ``loopbp.ACTIVATIONS``.
+
+    `context` ends the message on a wrong count: where L comes from ("as in W",
+    "for sizes (3, 4, 1)").
+    """
+    if isinstance(activations, (str, bytes)):
+        raise TypeError(
+            f"activations must be a sequence of {L} names, one per layer, got the string {activations!r}; "
+            f"for one layer write [{activations!r}]"
+        )
+    if not isinstance(activations, (list, tuple)) and not hasattr(activations, "__len__"):
+        raise TypeError(f"activations must be a sequence of {L} names, got {type(activations).__name__}")
+    activations = tuple(activations)
+    if len(activations) != L:
+        raise ValueError(
+            f"activations must have one name per layer, L = {L} {context}, got {len(activations)}"
+        )
+    for g in activations:
+        activation_code(g)
+    return activations
+
+
+def activation_codes(activations: Sequence[str]) -> np.ndarray:
+    """The (L,) int64 codes of checked activation names, as the kernels take them."""
+    return np.array([activation_code(g) for g in activations], dtype=np.int64)
+
+
+def check_dtype(dtype: Any) -> np.dtype:
+    """`dtype` as a numpy dtype, float32 or float64."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def check_seed(seed: Any) -> Any:
+    """`seed` if it is None, a non-negative int or a ``numpy.random.Generator``."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return seed
+    if not _is_int(seed) or seed < 0:
+        raise TypeError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
+    return seed
+
+
+def check_positive(value: Any, name: str, *, integer: bool) -> Any:
+    """`value` if it is a positive, finite number (an int, if `integer`)."""
+    kind = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
+        wanted = "an int" if integer else "a number"
+        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__} {value!r}")
+    # An int is finite however large (math.isfinite would overflow converting it).
+    if not (value > 0 and (isinstance(value, (int, np.integer)) or math.isfinite(value))):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return value
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """`value` as a bool, if it is True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_callback(callback: Any) -> Any:
+    """`callback` if it is callable or None."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    return callback
 
 
 def _sequence(value, name):
@@ -84,20 +196,13 @@ def check_parameters(W, b, activations):
     """
     W = _sequence(W, "W")
     b = _sequence(b, "b")
-    if isinstance(activations, (str, bytes)):
-        raise TypeError(
-            f"activations must be a sequence of layer activation names, one per layer, got the "
-            f"string {activations!r}; for one layer write [{activations!r}]"
-        )
-    activations = _sequence(activations, "activations")
     L = len(W)
     if L == 0:
         raise ValueError("W must hold at least one layer's weights, got an empty sequence")
     if len(b) != L:
         raise ValueError(f"b must have one vector per layer, L = {L} as in W, got {len(b)}")
-    if len(activations) != L:
-        raise ValueError(f"activations must have one name per layer, L = {L} as in W, got {len(activations)}")
-    codes = np.array([activation_code(g) for g in activations], dtype=np.int64)
+    names = check_activations(activations, L, "as in W")
+    codes = activation_codes(names)
 
     W = [_as_array(w, f"W[{k}]") for k, w in enumerate(W)]
     b = [_as_array(v, f"b[{k}]") for k, v in enumerate(b)]
@@ -129,7 +234,7 @@ def check_parameters(W, b, activations):
     for k in range(L):
         _check_finite(W[k], f"W[{k}]")
         _check_finite(b[k], f"b[{k}]")
-    return W, b, tuple(activations), codes, dtype
+    return W, b, names, codes, dtype
 
 
 def check_samples(X, n_inputs, dtype, name="X"):
@@ -169,3 +274,22 @@ def check_targets(Y, n_outputs, m, dtype):
         )
     _check_finite(Y, "Y")
     return Y
+
+
+def check_theta(theta, sizes, dtype):
+    """Validate a flat parameter vector theta for the network `sizes` (as `load` reads it).
+
+    Returns
+    -------
+    (p,) array
+        theta itself: 1-D, of the dtype, p = sum_l (n^(l-1) + 1) n^l values, all finite.
+    """
+    theta = _as_array(theta, "theta")
+    p = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+    if theta.ndim != 1 or theta.dtype != dtype or theta.shape[0] != p:
+        raise ValueError(
+            f"theta must be {p} {dtype} values for sizes {list(sizes)}, got {theta.size} {theta.dtype} "
+            f"in shape {theta.shape}"
+        )
+    _check_finite(theta, "theta")
+    return theta

@@ -53,18 +53,18 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
     # The plain kernels are the seed's loop nests as written: the second reference for
     # the kernels that the loops backend runs, on every path whatever this CPU is (a
     # vector wider than the host's runs in pieces: slow, and just as exact).
-    from loopbp import gradients, passes
-    from loopbp.activations import activation_code
+    from loopbp import engine, layout, passes
+    from loopbp.validation import activation_codes
 
     W, b, X, Y, acts = make_problem(sizes, m, activations_for("cycle", len(sizes) - 1), dtype)
-    sizes_array, theta = gradients._pack(W, b, np.dtype(dtype))
-    codes = np.array([activation_code(a) for a in acts], dtype=np.int64)
+    sizes_array, theta = np.array(sizes, dtype=np.int64), layout.pack(W, b)
+    codes = activation_codes(acts)
     # "narrow" is the kernels of loopbp.narrow_kernels, forced on every shape; the
     # paths are the packed and portable kernels, forced on narrow shapes too.
     if path == "narrow":
-        work = passes.Workspace(sizes, m, dtype, narrow=True)
+        work = engine.Workspace(sizes, m, dtype, narrow=True)
     else:
-        work = passes.Workspace(sizes, m, dtype, tile=simd.tile(dtype, path), narrow=False)
+        work = engine.Workspace(sizes, m, dtype, tile=simd.tile(dtype, path), narrow=False)
     threads = numba.get_num_threads()
 
     def run(tiled):
@@ -103,8 +103,8 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
     E_tiled, grad_tiled, A_tiled = run(True)
     tol = TOLERANCE[np.dtype(dtype)]
     assert relative_difference(E_tiled, E_plain) <= tol
-    dW_plain, db_plain = gradients._unpack(grad_plain, sizes_array)
-    dW_tiled, db_tiled = gradients._unpack(grad_tiled, sizes_array)
+    dW_plain, db_plain = layout.unpack(grad_plain, sizes)
+    dW_tiled, db_tiled = layout.unpack(grad_tiled, sizes)
     for k in range(len(W)):
         assert relative_difference(dW_tiled[k], dW_plain[k]) <= tol
         assert relative_difference(db_tiled[k], db_plain[k]) <= tol
@@ -122,7 +122,7 @@ def test_relative_difference_edge_cases():
 
 
 def test_functions_keep_only_small_workspaces():
-    from loopbp import gradients
+    from loopbp import engine
 
     rng = np.random.default_rng(0)
     for sizes, m, kept in [((3, 4, 2), 9, True), ((10, 1000), 1100, False)]:
@@ -136,4 +136,4 @@ def test_functions_keep_only_small_workspaces():
         second = loopbp.gradient(W, b, X, Y, acts)
         assert first[0] == second[0] and all(np.array_equal(x, y) for x, y in zip(first[1], second[1]))
         key = (sizes, m, np.dtype(np.float64), True)
-        assert (key in gradients._workspaces.kept) == kept
+        assert (key in engine.shared_workspaces.kept) == kept

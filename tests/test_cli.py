@@ -74,12 +74,6 @@ def test_compare_sweep_width(capsys):
     assert [p["sizes"] for p in points] == [[3, 4, 4, 2], [3, 8, 8, 2], [3, 16, 16, 2], [3, 20, 20, 2]]
 
 
-def test_crossovers_are_found_on_log_axes():
-    # loops/other = 2 at 10 and 1/2 at 1000: the ratio crosses 1 halfway in log m, at 100.
-    assert cli._crossovers([10, 1000], [2.0, 0.5], [1.0, 1.0]) == [pytest.approx(100.0)]
-    assert cli._crossovers([10, 1000], [2.0, 3.0], [1.0, 1.0]) == []
-
-
 def test_compare_exits_1_when_the_backends_disagree(monkeypatch, capsys):
     def disagreeing(backend, points, *args, **kwargs):
         return [{"first_s": 1.0, "median_s": 1.0, "number": 1, "difference": 1.0} for _ in points]
@@ -128,12 +122,6 @@ def test_compare_rejects_bad_flags(args, message, capsys):
 def test_compare_rejects_activation_count(capsys):
     assert cli.main(["compare", "--sizes", "3,4,2", "--activations", "tanh", *FAST]) == 2
     assert "--activations needs 2 names" in capsys.readouterr().err
-
-
-def test_gradient_gflop_counts_the_reference_cases():
-    # performance-notes.md: mnist 784-256-128-10 at m = 10,000 is 10.1 GFLOP, wide is 68.7.
-    assert round(cli.gradient_gflop((784, 256, 128, 10), 10_000), 1) == 10.1
-    assert round(cli.gradient_gflop((1024, 1024, 1024, 1024), 4096), 1) == 68.7
 
 
 def test_python_dash_m_runs_the_cli():

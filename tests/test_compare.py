@@ -1,12 +1,17 @@
-"""loopbp.compare in this process: each backend's gradient, the measurement, the worker."""
+"""loopbp.compare in this process (each backend's gradient, the measurement, the worker),
+and loopbp.comparison's results object on hand-made measurements (no process)."""
 
 import json
+import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from loopbp import compare
+from loopbp import compare, comparison
 from loopbp.agreement import TOLERANCE
+from loopbp.comparison import Comparison, Point
+from loopbp.problems import default_activations, seeded_problem
 
 
 @pytest.mark.parametrize("backend", compare.default_backends())
@@ -20,7 +25,7 @@ def test_measure_every_installed_backend(backend, dtype):
 
 @pytest.mark.parametrize("backend", compare.default_backends())
 def test_every_backend_supports_every_activation(backend):
-    net, X, Y = compare.problem(
+    net, X, Y = seeded_problem(
         (4, 3, 3, 3, 3, 2), 5, ("identity", "sigmoid", "relu", "tanh", "identity"), np.float64, 1
     )
     E, dW, db = compare.gradient_function(backend, net, X, Y)()
@@ -31,7 +36,7 @@ def test_every_backend_supports_every_activation(backend):
 
 
 def test_unknown_backend_and_failing_worker():
-    net, X, Y = compare.problem((2, 1), 3, ("identity",), np.float64, 0)
+    net, X, Y = seeded_problem((2, 1), 3, ("identity",), np.float64, 0)
     with pytest.raises(ValueError, match="backend must be one of"):
         compare.gradient_function("fortran", net, X, Y)
     with pytest.raises(RuntimeError, match="the fortran backend failed in its process"):
@@ -39,22 +44,186 @@ def test_unknown_backend_and_failing_worker():
 
 
 def test_thread_environment():
-    env = compare._environment(3)
+    env = compare.thread_environment(3)
     assert all(env[k] == "3" for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
-    assert compare._environment(None).get("NUMBA_NUM_THREADS") == __import__("os").environ.get(
-        "NUMBA_NUM_THREADS"
-    )
+    assert compare.thread_environment(None) == dict(os.environ)
 
 
 def test_worker_prints_one_result_per_point(capsys, monkeypatch):
     request = {"backend": "einsum", "points": [[[2, 3, 1], 4], [[2, 2, 1], 5]], "activations": None}
     request.update({"dtype": "float64", "seed": 0, "repeat": 1})
-    compare._worker(json.dumps(request))
+    compare.worker(json.dumps(request))
     results = json.loads(capsys.readouterr().out)
     assert len(results) == 2 and all(r["difference"] == 0.0 for r in results)
 
 
 def test_default_activations_and_gflop():
-    assert compare.default_activations(3) == ("sigmoid", "sigmoid", "identity")
+    assert default_activations(3) == ("sigmoid", "sigmoid", "identity")
     # 2 * (3*2 + 1*3) * 5 multiply-adds forward and for dW, plus 2 * 1*3 * 5 for dA^1.
-    assert compare.gradient_gflop((2, 3, 1), 5) * 1e9 == pytest.approx(2 * 2 * 6 * 5 + 3 * 2 * 3 * 5)
+    assert comparison.gradient_gflop((2, 3, 1), 5) * 1e9 == pytest.approx(2 * 2 * 6 * 5 + 3 * 2 * 3 * 5)
+
+
+def test_gradient_gflop_counts_the_reference_cases():
+    # performance-notes.md: mnist 784-256-128-10 at m = 10,000 is 10.1 GFLOP, wide is 68.7.
+    assert round(comparison.gradient_gflop((784, 256, 128, 10), 10_000), 1) == 10.1
+    assert round(comparison.gradient_gflop((1024, 1024, 1024, 1024), 4096), 1) == 68.7
+
+
+def test_crossovers_are_found_on_log_axes():
+    # loops/other = 2 at 10 and 1/2 at 1000: the ratio crosses 1 halfway in log m, at 100.
+    assert comparison.crossovers([10, 1000], [2.0, 0.5], [1.0, 1.0]) == [pytest.approx(100.0)]
+    assert comparison.crossovers([10, 1000], [2.0, 3.0], [1.0, 1.0]) == []
+
+
+def test_sweep_points():
+    assert comparison.sweep_points((3, 5, 2), 40, None) == [Point(40, (3, 5, 2), 40)]
+    assert [p.label for p in comparison.sweep_points((3, 5, 2), 100, "m")] == [10, 32, 100]
+    assert [p.m for p in comparison.sweep_points((3, 5, 2), 100, "m")] == [10, 32, 100]
+    width = comparison.sweep_points((3, 20, 9, 2), 7, "width")
+    assert [p.sizes for p in width] == [(3, 4, 4, 2), (3, 8, 8, 2), (3, 16, 16, 2), (3, 20, 20, 2)]
+    assert {p.m for p in width} == {7}
+    with pytest.raises(ValueError, match="hidden layers"):
+        comparison.sweep_points((3, 2), 7, "width")
+    with pytest.raises(ValueError, match="sweep must be one of"):
+        comparison.sweep_points((3, 2), 7, "depth")
+
+
+def _measured(median_ms, difference=0.0):
+    return {"first_s": 1.0, "median_s": median_ms / 1e3, "number": 3, "difference": difference}
+
+
+def _hand_made(loops_differences=(1e-13, 5e-13, 2e-13), dtype="float64"):
+    # An m sweep over 10, 100, 1000: einsum 4 ms throughout, numpy 1 ms, and the loops
+    # 2 ms, 0.5 ms, 0.25 ms, so they overtake numpy halfway (in log m) between 10 and 100.
+    points = tuple(Point(m, (3, 5, 2), m) for m in (10, 100, 1000))
+    loops = (2.0, 0.5, 0.25)
+    measured = tuple(
+        {"einsum": _measured(4.0), "loops": _measured(t, d), "numpy": _measured(1.0, 1e-15)}
+        for t, d in zip(loops, loops_differences)
+    )
+    return Comparison(
+        sizes=(3, 5, 2),
+        m=1000,
+        activations=("sigmoid", "identity"),
+        dtype=dtype,
+        threads=None,
+        repeat=3,
+        sweep="m",
+        backends=("loops", "einsum", "numpy"),
+        points=points,
+        measured=measured,
+    )
+
+
+def test_comparison_computes_speedups_crossovers_and_agreement():
+    result = _hand_made()
+    assert result.labels == [10, 100, 1000]
+    assert [result.speedup("loops", k) for k in range(3)] == pytest.approx([2.0, 8.0, 16.0])
+    assert result.speedup("einsum", 2) == 1.0
+    assert result.speedup("numpy", 1) == pytest.approx(4.0)
+    gflop = comparison.gradient_gflop((3, 5, 2), 100)
+    assert result.gflop_per_s("loops", 1) == pytest.approx(gflop / 0.5e-3)
+    assert result.crossovers == [pytest.approx(10**1.5)]
+    assert result.worst_difference == 5e-13
+    assert result.tolerance == 1e-12 and result.agree is True
+    assert _hand_made(loops_differences=(0.0, 2e-12, 0.0)).agree is False
+    # float32's tolerance is wider: 2e-12 agrees there.
+    assert _hand_made(loops_differences=(0.0, 2e-12, 0.0), dtype="float32").agree is True
+
+
+def test_comparison_without_a_sweep_or_the_loops_has_no_crossovers():
+    result = _hand_made()
+    single = replace(result, sweep=None)
+    assert single.crossovers == []
+    others = replace(result, backends=("einsum", "numpy"))
+    assert others.crossovers == [] and others.worst_difference == 0.0 and others.agree
+
+
+def test_comparison_to_dict_is_the_json_of_compare():
+    import loopbp
+
+    result = _hand_made()
+    out = json.loads(json.dumps(result.to_dict(plot="p.png")))
+    assert list(out) == [
+        "loopbp_version",
+        "sizes",
+        "m",
+        "activations",
+        "dtype",
+        "threads",
+        "repeat",
+        "sweep",
+        "points",
+        "crossovers",
+        "tolerance",
+        "agree",
+        "plot",
+    ]
+    assert out["loopbp_version"] == loopbp.__version__ and out["plot"] == "p.png"
+    assert out["sizes"] == [3, 5, 2] and out["m"] == 1000 and out["sweep"] == "m"
+    assert out["activations"] == ["sigmoid", "identity"] and out["threads"] is None
+    assert out["crossovers"] == [pytest.approx(10**1.5)]
+    assert out["tolerance"] == 1e-12 and out["agree"] is True
+    assert [p["m"] for p in out["points"]] == [10, 100, 1000]
+    point = out["points"][1]
+    assert point["sizes"] == [3, 5, 2] and point["gflop"] == comparison.gradient_gflop((3, 5, 2), 100)
+    # einsum, the reference, first: the order the backends ran in.
+    assert list(point["results"]) == ["einsum", "loops", "numpy"]
+    loops = point["results"]["loops"]
+    assert list(loops) == ["first_s", "median_s", "number", "difference", "gflop_per_s", "speedup_vs_einsum"]
+    assert loops["speedup_vs_einsum"] == pytest.approx(8.0) and loops["difference"] == 5e-13
+    assert loops["gflop_per_s"] == pytest.approx(point["gflop"] / loops["median_s"])
+
+
+def test_comparison_needs_einsum_and_every_measurement():
+    result = _hand_made()
+    with pytest.raises(ValueError, match="must include einsum"):
+        replace(result, backends=("loops", "numpy"))
+    measured = tuple(dict(row) for row in result.measured)
+    del measured[1]["numpy"]
+    with pytest.raises(ValueError, match="point 100 has no measurement for numpy"):
+        replace(result, measured=measured)
+
+
+def test_comparison_run_calls_back_after_each_backend(monkeypatch):
+    # compare.run stands in for the processes: each backend's median is its place in COMPARED_BACKENDS.
+    calls = []
+
+    def run(backend, points, activations, dtype, seed, repeat, threads):
+        calls.append((backend, points, activations, dtype, seed, repeat, threads))
+        t = (compare.COMPARED_BACKENDS.index(backend) + 1) / 1e3
+        return [{"first_s": 1.0, "median_s": t, "number": 1, "difference": 0.0} for _ in points]
+
+    monkeypatch.setattr(compare, "run", run)
+    done = []
+    result = Comparison.run(
+        [3, 5, 2],
+        100,
+        backends=("loops", "einsum", "numpy"),
+        sweep="m",
+        seed=4,
+        repeat=2,
+        threads=1,
+        callback=lambda backend, partial, seconds: done.append((backend, partial.backends, seconds)),
+    )
+    assert [c[0] for c in calls] == ["einsum", "loops", "numpy"]
+    assert calls[0][1:] == (
+        [((3, 5, 2), 10), ((3, 5, 2), 32), ((3, 5, 2), 100)],
+        ("sigmoid", "identity"),
+        "float64",
+        4,
+        2,
+        1,
+    )
+    assert [(b, partial) for b, partial, _ in done] == [
+        ("einsum", ("einsum",)),
+        ("loops", ("loops", "einsum")),
+        ("numpy", ("loops", "einsum", "numpy")),
+    ]
+    assert all(seconds >= 0 for _, _, seconds in done)
+    assert result.backends == ("loops", "einsum", "numpy") and result.labels == [10, 32, 100]
+    assert result.speedup("loops", 2) == pytest.approx(2.0) and result.agree
+    with pytest.raises(ValueError, match="must include einsum"):
+        Comparison.run((3, 2), 4, backends=("loops",))
+    with pytest.raises(ValueError, match="activations must have one name per layer"):
+        Comparison.run((3, 4, 2), 4, ("tanh",))

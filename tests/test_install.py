@@ -208,6 +208,32 @@ def test_install_run_uninstall_reinstall_in_a_fresh_virtual_environment(tmp_path
     assert cold == "True"  # the same path and sources: the kernels compiled before still serve
 
 
+@pytest.mark.parametrize(
+    ("keep", "kept"), [(None, False), ("0", False), ("", False), ("1", True), ("yes", True)]
+)
+def test_install_deletes_the_legacy_cache_unless_loopbp_keep_legacy_cache(monkeypatch, tmp_path, keep, kept):
+    # What loopbp 0.1.0 left in loopbp/__pycache__, in a stand-in for the package's folder;
+    # install() runs at import. LOOPBP_KEEP_LEGACY_CACHE (set, not "0") keeps those files.
+    monkeypatch.setattr(numba_cache, "_HERE", str(tmp_path))
+    if keep is None:
+        monkeypatch.delenv("LOOPBP_KEEP_LEGACY_CACHE", raising=False)
+    else:
+        monkeypatch.setenv("LOOPBP_KEEP_LEGACY_CACHE", keep)
+    legacy = tmp_path / "__pycache__"
+    legacy.mkdir()
+    names = [
+        "kernels.forward_layer-27.py311.nbi",
+        "kernels.forward_layer-27.py311.1.nbc",
+        "loopbp-numba-sources.txt",
+    ]
+    for name in names:
+        (legacy / name).write_bytes(b"old")
+    (legacy / "kernels.cpython-311.pyc").write_bytes(b"not Numba's")
+    numba_cache.install()
+    left = sorted(p.name for p in legacy.iterdir())
+    assert left == sorted([*names, "kernels.cpython-311.pyc"] if kept else ["kernels.cpython-311.pyc"])
+
+
 def test_the_fallback_folder_must_be_private(tmp_path):
     # Cached kernels are pickles: a folder that other users can write to is refused.
     shared = tmp_path / "shared"

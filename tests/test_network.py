@@ -119,12 +119,12 @@ def test_workspace_is_reused_and_follows_m():
         E2, dW2, db2 = loopbp.gradient(list(net.W), list(net.b), X, Y, net.activations)
         assert E == E2 and all(np.array_equal(x, y) for x, y in zip(dW + db, dW2 + db2))
         # Each call returns arrays of its own, not views of the kept buffers.
-        (kept,) = net._workspaces.kept.values()
+        (kept,) = net.engine.pool.kept.values()
         assert not np.shares_memory(dW[0], kept.activations) and kept.activations.size == 5 * m + 2 * m
     net.gradient(X, Y)
-    (workspace,) = net._workspaces.kept.values()
+    (workspace,) = net.engine.pool.kept.values()
     net.gradient(X, Y)
-    assert next(iter(net._workspaces.kept.values())) is workspace
+    assert next(iter(net.engine.pool.kept.values())) is workspace
 
 
 def test_from_parameters_copies():

@@ -18,6 +18,7 @@ from test_finite_differences import FD_TOLERANCE
 
 import loopbp
 from loopbp.agreement import TOLERANCE, gradient_difference, relative_difference
+from loopbp.problems import seeded_problem
 
 SMOOTH = ("identity", "sigmoid", "tanh")
 
@@ -38,14 +39,6 @@ def networks(draw, activations=loopbp.ACTIVATIONS, dtypes=(np.float64, np.float3
     return sizes, m, acts, dtype, seed
 
 
-def _problem(sizes, m, acts, dtype, seed):
-    net = loopbp.Network(sizes, acts, dtype=dtype, seed=seed)
-    rng = np.random.default_rng(seed + 1)
-    X = rng.standard_normal((sizes[0], m)).astype(dtype)
-    Y = rng.standard_normal((sizes[-1], m)).astype(dtype)
-    return net, X, Y
-
-
 @given(networks())
 @example(((1, 1), 1, ("relu",), np.float64, 0))
 # Found by the long profile: W^1's gradient is a float32 sum over 47 units that cancels
@@ -53,7 +46,7 @@ def _problem(sizes, m, acts, dtype, seed):
 # that array's own scale (see agreement.gradient_difference).
 @example(((1, 1, 47, 29, 1), 1, ("identity", "identity", "sigmoid", "identity"), np.float32, 674603808))
 def test_loops_equal_einsum_and_the_three_functions_agree(case):
-    net, X, Y = _problem(*case)
+    net, X, Y = seeded_problem(*case)
     dtype = np.dtype(case[3])
     loops = net.gradient(X, Y)
     reference = net.gradient(X, Y, backend="einsum")
@@ -78,7 +71,7 @@ def test_loops_equal_einsum_and_the_three_functions_agree(case):
 @given(networks(activations=SMOOTH, dtypes=(np.float64,)))
 @example(((3, 1, 2), 1, ("sigmoid", "identity"), np.float64, 0))
 def test_gradient_matches_finite_differences(case):
-    net, X, Y = _problem(*case)
+    net, X, Y = seeded_problem(*case)
     assert loopbp.check_gradient(list(net.W), list(net.b), X, Y, net.activations) < FD_TOLERANCE
 
 
@@ -87,7 +80,7 @@ def test_gradient_matches_finite_differences(case):
 def test_gradient_equals_torch_autograd(case):
     import torch
 
-    net, X, Y = _problem(*case)
+    net, X, Y = seeded_problem(*case)
     functions = {"identity": lambda z: z, "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
     W = [torch.tensor(w, requires_grad=True) for w in net.W]
     b = [torch.tensor(v, requires_grad=True) for v in net.b]

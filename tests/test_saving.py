@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import loopbp
-from loopbp.network import FILE_KEYS
+from loopbp.saving import FILE_KEYS
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -63,16 +63,20 @@ BAD_FILES = [
     ("newer-version", {"version": np.array(2)}, "version must be 1"),
     ("missing-theta", {"theta": None}, "lacks ['theta']"),
     ("extra-field", {"extra": np.zeros(1)}, "unexpected ['extra']"),
-    ("sizes-too-short", {"sizes": np.array([3])}, "sizes must list at least two widths"),
-    ("sizes-zero", {"sizes": np.array([3, 0, 2])}, "each >= 1"),
+    ("sizes-too-short", {"sizes": np.array([3])}, "sizes must list at least n^0 and n^1 (two widths)"),
+    ("sizes-zero", {"sizes": np.array([3, 0, 2])}, "sizes[1] must be at least 1, got 0"),
     ("sizes-float", {"sizes": np.array([3.0, 4.0, 2.0])}, "field 'sizes' must be a 1-D array of kind 'iu'"),
-    ("unknown-activation", {"activations": np.array(["sigmoid", "softmax"])}, "activations must be 2 names"),
-    ("activation-count", {"activations": np.array(["sigmoid"])}, "activations must be 2 names"),
-    ("dtype-float16", {"dtype": np.array("float16")}, "dtype must be 'float32' or 'float64'"),
+    ("unknown-activation", {"activations": np.array(["sigmoid", "softmax"])}, "unknown activation 'softmax'"),
+    (
+        "activation-count",
+        {"activations": np.array(["sigmoid"])},
+        "activations must have one name per layer, L = 2",
+    ),
+    ("dtype-float16", {"dtype": np.array("float16")}, "dtype must be float32 or float64, got float16"),
     ("theta-short", {"theta": np.zeros(5)}, "theta must be 26 float64 values"),
     ("theta-wrong-dtype", {"theta": np.zeros(26, np.float32)}, "got 26 float32"),
     ("theta-2-D", {"theta": np.zeros((2, 13))}, "field 'theta' must be a 1-D array"),
-    ("theta-nan", {"theta": np.full(26, np.nan)}, "theta holds non-finite values"),
+    ("theta-nan", {"theta": np.full(26, np.nan)}, "theta must be finite, got nan at index (0,)"),
     # An object array can only be stored as a pickle, which allow_pickle=False refuses.
     ("theta-objects", {"theta": np.array([None] * 26, dtype=object)}, "are never unpickled"),
 ]
@@ -85,6 +89,7 @@ def test_bad_files_are_refused(tmp_path, name, changes, message):
     with pytest.raises(ValueError) as info:
         loopbp.load(path)
     assert message in str(info.value)
+    assert str(path) in str(info.value)
 
 
 def test_truncated_and_foreign_files_are_refused(tmp_path):

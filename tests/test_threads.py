@@ -57,11 +57,11 @@ def test_run_to_run_identical(sizes, m, pattern):
 
 def test_both_paths_are_exercised_by_the_test_table():
     # Tiny networks run in the calling thread, larger ones in parallel regions; the
-    # shapes of the agreement table cover both sides of passes.SERIAL_BELOW.
-    from loopbp import passes
+    # shapes of the agreement table cover both sides of engine.SERIAL_BELOW.
+    from loopbp import engine
 
-    assert not passes.worth_threads((2, 8, 8, 1), 100)
-    assert passes.worth_threads((64, 128, 128, 10), 200)
+    assert not engine.worth_threads((2, 8, 8, 1), 100)
+    assert engine.worth_threads((64, 128, 128, 10), 200)
 
 
 @pytest.mark.parametrize("path", ["host", "portable"])
@@ -239,7 +239,7 @@ def test_run_locks_only_parallel_calls(monkeypatch):
 
 @pytest.mark.parametrize("layer,serial", [("omp", True), ("tbb", False), ("workqueue", False), (None, False)])
 def test_after_fork_only_openmp_turns_threads_off(monkeypatch, layer, serial):
-    from loopbp import passes, thread_safety
+    from loopbp import engine, thread_safety
 
     def threading_layer():
         if layer is None:
@@ -251,7 +251,7 @@ def test_after_fork_only_openmp_turns_threads_off(monkeypatch, layer, serial):
     monkeypatch.setattr(thread_safety.numba, "threading_layer", threading_layer)
     thread_safety._after_fork_in_child()
     assert thread_safety.threads_allowed() is not serial
-    assert passes.worth_threads((64, 128, 128, 10), 1000) is not serial
+    assert engine.worth_threads((64, 128, 128, 10), 1000) is not serial
 
 
 def test_too_short_scratch_is_an_error():

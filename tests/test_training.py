@@ -242,7 +242,7 @@ def test_no_progress_bar_off_a_terminal(capsys):
 
 @pytest.mark.parametrize("batch_size", [None, 16])
 def test_loops_and_einsum_draw_the_same_batches(batch_size):
-    # Both backends shuffle with loopbp.training.shuffle from the network's seed, so the
+    # Both backends shuffle with loopbp.training_loop.shuffle from the network's seed, so the
     # same steps are taken; they differ by rounding only.
     X, Y = sine_data()
     a, b = _sine_network(), _sine_network()
@@ -253,12 +253,15 @@ def test_loops_and_einsum_draw_the_same_batches(batch_size):
 
 
 def test_splitmix64_matches_its_reference_and_shuffles_uniformly():
-    from loopbp import training
+    from loopbp import training_loop
 
     # The first outputs of SplitMix64 from state 0: the reference algorithm
     # (prng.di.unimi.it/splitmix64.c) run with Python integers mod 2^64 gives these.
     state = np.zeros(1, dtype=np.uint64)
-    assert [int(training._next_uint64(state)) for _ in range(2)] == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4]
+    assert [int(training_loop.next_uint64(state)) for _ in range(2)] == [
+        0xE220A8397B1DCDAF,
+        0x6E789E6AA1B965F4,
+    ]
     # Each of the 3! orders of three items about 1/6 of the time: a chi-square test at
     # 5 degrees of freedom, whose 99.9% quantile is 20.5.
     state = np.array([12345], dtype=np.uint64)
@@ -266,7 +269,7 @@ def test_splitmix64_matches_its_reference_and_shuffles_uniformly():
     n = 60_000
     for _ in range(n):
         order = np.arange(3, dtype=np.int64)
-        training.shuffle(order, state)
+        training_loop.shuffle(order, state)
         counts[tuple(order)] = counts.get(tuple(order), 0) + 1
     assert len(counts) == 6
     chi2 = sum((c - n / 6) ** 2 / (n / 6) for c in counts.values())

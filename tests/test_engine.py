@@ -1,0 +1,97 @@
+"""The loops backend's engine: the theta layout, the steps of the driver, per-kernel times."""
+
+import numpy as np
+import pytest
+from problems import make_problem
+
+import loopbp
+from loopbp import engine, layout, passes
+
+
+def test_layout_is_the_one_network_and_functions_use():
+    sizes = (3, 4, 2)
+    net = loopbp.Network(sizes, ["tanh", "identity"], seed=0)
+    assert layout.parameter_count(sizes) == net.n_parameters == 4 * 3 + 4 + 2 * 4 + 2
+    # pack is W^1, b^1, W^2, b^2 row-major; unpack gives views of the same places.
+    np.testing.assert_array_equal(layout.pack(net.W, net.b), net.theta)
+    W, b = layout.unpack(net.theta, sizes)
+    assert all(np.shares_memory(w, net.theta) for w in W + b)
+    for l in (1, 2):
+        assert np.array_equal(layout.weights(net.theta, sizes, l), net.W[l - 1])
+        assert np.array_equal(layout.biases(net.theta, sizes, l), net.b[l - 1])
+    assert [w.shape for w in W] == [(4, 3), (2, 4)] and [v.shape for v in b] == [(4,), (2,)]
+
+
+def _stopped(sizes, m, stop):
+    # gradient_pass on the packed/portable kernels, stopped after step `stop` (-1: all),
+    # from a grad and activations filled with a sentinel.
+    W, b, X, Y, acts = make_problem(sizes, m, ["tanh"] * (len(sizes) - 2) + ["sigmoid"])
+    eng = engine.Engine(tuple(sizes), tuple(acts), np.dtype(np.float64), engine.WorkspacePool(1))
+    work = engine.Workspace(sizes, m, np.float64, narrow=False)
+    work.activations[:] = 7.0
+    grad = np.full(eng.n_parameters, 7.0)
+    E = passes.gradient_pass(
+        layout.pack(W, b), eng.sizes_array, eng.codes, X, Y, grad,
+        work.activations, work.deltas, work.scratch, work.squares, work.tile, work.narrow, 1, None, stop,
+    )  # fmt: skip
+    return E, grad, work.activations.copy()
+
+
+def test_the_driver_stops_after_each_named_step():
+    sizes, m = (5, 6, 4, 3), 11
+    steps = passes.gradient_steps(sizes)
+    L = len(sizes) - 1
+    assert len(steps) == 3 * L + 1
+    assert [name for name, _ in steps][L : L + 2] == ["dE/dA^L, E", "dE/dZ^L = dE/dA^L g'"]
+    E, grad, A = _stopped(sizes, m, -1)
+    # Stopped after the last step: the whole gradient, bitwise.
+    E_last, grad_last, A_last = _stopped(sizes, m, len(steps) - 1)
+    assert E_last == E and np.array_equal(grad_last, grad) and np.array_equal(A_last, A)
+    # After forward l=1: A^1 is written and nothing after it; no E yet.
+    E_0, grad_0, A_0 = _stopped(sizes, m, 0)
+    n1 = sizes[1] * m
+    assert E_0 == 0.0 and np.all(grad_0 == 7.0)
+    assert np.array_equal(A_0[:n1], A[:n1]) and np.all(A_0[n1:] == 7.0)
+    # After dE/dA^L: E is known, the gradient still untouched.
+    E_L, grad_L, A_L = _stopped(sizes, m, L)
+    assert E_L == E and np.all(grad_L == 7.0) and np.array_equal(A_L, A)
+    # After dE/dW^L: exactly W^L's and b^L's part of the gradient is written.
+    _, grad_W, _ = _stopped(sizes, m, L + 2)
+    start = layout.weight_offset(sizes, L)
+    assert np.array_equal(grad_W[start:], grad[start:]) and np.all(grad_W[:start] == 7.0)
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+def test_kernel_times_name_every_step(narrow):
+    net, X, Y = _network()
+    rows = net.engine.kernel_times(net.theta, X, Y, repeat=2, narrow=narrow)
+    if narrow:
+        assert [name for name, _, _ in rows] == ["narrow kernels, the whole gradient"]
+    else:
+        assert [name for name, _, _ in rows] == [name for name, _ in passes.gradient_steps(net.sizes)]
+        gflop = [g for _, _, g in rows if g is not None]
+        assert len(gflop) == 3 * (len(net.sizes) - 1) - 1
+    assert all(np.isfinite(seconds) for _, seconds, _ in rows)
+
+
+def _network():
+    from loopbp.problems import seeded_problem
+
+    return seeded_problem((13, 37, 29, 7), 300)
+
+
+def test_ready_engine_is_shared_and_refuses_what_needs_checks():
+    W, b, X, Y, acts = make_problem((3, 4, 2), 5, ["tanh", "identity"])
+    first = engine.ready_engine(W, b, acts)
+    assert first is engine.ready_engine(tuple(W), tuple(b), tuple(acts))
+    assert first.ready_samples(X, Y) == 5
+    assert first.ready_samples(np.asfortranarray(X), Y) == 0
+    assert first.ready_samples(X.astype(np.float32), Y) == 0
+    for bad in (
+        ([w.astype(np.float32) for w in W], b, acts),
+        (W, b, ["tanh", "softmax"]),
+        (W, b, "tanh"),
+        (W[:1], b, acts),
+        (W, b, [["tanh"], "identity"]),
+    ):
+        assert engine.ready_engine(*bad) is None
