@@ -29,7 +29,7 @@ from numba.extending import register_jitable
 from . import packed_kernels, simd, tiled_kernels
 
 
-@register_jitable
+@register_jitable(inline="always")
 def matrix(buffer, offset, rows, cols):
     """The (rows, cols) C-ordered view of the 1-D `buffer` starting at `offset`."""
     return buffer[offset : offset + rows * cols].reshape((rows, cols))
@@ -45,13 +45,13 @@ def weight_offset(sizes, l):
     return offset
 
 
-@register_jitable
+@register_jitable(inline="always")
 def weights(theta, sizes, l):
     """W^l, a view of theta."""
     return matrix(theta, weight_offset(sizes, l), sizes[l], sizes[l - 1])
 
 
-@register_jitable
+@register_jitable(inline="always")
 def biases(theta, sizes, l):
     """b^l, a view of theta."""
     start = weight_offset(sizes, l) + sizes[l] * sizes[l - 1]
@@ -67,7 +67,7 @@ def activation_offset(sizes, m, l):
     return offset
 
 
-@register_jitable
+@register_jitable(inline="always")
 def output(activations, sizes, m):
     """A^L, the (n^L, m) view of the activation buffer."""
     L = len(sizes) - 1
@@ -130,7 +130,7 @@ def shared_scratch_length(tile, sizes, m, backward):
     return n
 
 
-@register_jitable
+@register_jitable(inline="always")
 def split_scratch(scratch, shared):
     """The shared part of the scratch (`shared` long) and the threads' blocks after it."""
     return scratch[:shared], scratch[shared:]
