@@ -15,7 +15,8 @@ import numpy as np
 
 import loopbp
 
-#: The reference cases of shared/docs/performance-notes.md: (sizes n^0..n^L, m).
+#: The project's reference cases (its performance notes; the README's Performance section):
+#: (sizes n^0..n^L, m).
 CASES = {
     "toy": ((2, 8, 8, 1), 100),
     "small": ((64, 128, 128, 10), 1_000),
@@ -46,11 +47,16 @@ def problem(sizes, m, dtype, seed=0):
 
     Parameters follow the series' 0.2 N(0, 1) initialisation; X and Y are N(0, 1).
     """
+    acts = activations(len(sizes) - 1)
     try:
         from loopbp.problems import seeded_problem
-    except ImportError:  # an older loopbp (asv's history): the same builder, in compare
-        from loopbp.compare import problem as seeded_problem
-    net, X, Y = seeded_problem(sizes, m, activations(len(sizes) - 1), np.dtype(dtype), seed)
+    except ImportError:  # a loopbp older than 0.3.0 (asv's history): its public API, as it was
+        net = loopbp.Network(sizes, acts, dtype=np.dtype(dtype), seed=seed)
+        rng = np.random.default_rng(seed + 1)
+        X = rng.standard_normal((sizes[0], m)).astype(dtype)
+        Y = rng.standard_normal((sizes[-1], m)).astype(dtype)
+    else:
+        net, X, Y = seeded_problem(sizes, m, acts, np.dtype(dtype), seed)
     return net.W, net.b, X, Y, net.activations
 
 
@@ -84,7 +90,7 @@ def matmul_forward(W, b, X, acts):
 
 
 def matmul_gradient(W, b, X, Y, acts):
-    """E, dW, db with NumPy ``@``, the matrix form of conventions.md."""
+    """E, dW, db with NumPy ``@``, the matrix form of the series' matrix-style post."""
     A = matmul_forward(W, b, X, acts)
     L, m = len(W), X.shape[1]
     R = A[L] - Y

@@ -14,25 +14,13 @@ as one step; ``--narrow`` times them so, and by default the packed or portable k
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numba
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
-
-
-def _median_time(call, repeat):
-    call()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def main(argv=None):
@@ -48,13 +36,14 @@ def main(argv=None):
     # runs older commits, which lack these modules.
     import loopbp
     from loopbp import engine
+    from loopbp.compare import time_calls
 
     sizes, m = common.CASES[args.case]
     W, b, X, Y, acts = common.problem(sizes, m, args.dtype)
     net = loopbp.Network.from_parameters(W, b, acts)
     rows = net.engine.kernel_times(net.theta, X, Y, repeat=args.repeat, narrow=args.narrow)
     threads = numba.get_num_threads() if engine.worth_threads(sizes, m) else 1
-    whole = _median_time(lambda: net.gradient(X, Y), args.repeat)
+    whole = time_calls(lambda: net.gradient(X, Y), args.repeat)["median_s"]
     total = sum(seconds for _, seconds, _ in rows)
     try:
         peak = common.micro_kernel_peak(args.dtype, threads)

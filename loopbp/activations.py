@@ -18,7 +18,7 @@ tanh       tanh(z)                  1 - a^2
 =========  =======================  ==============================
 
 ReLU's derivative at 0 is 0, as in the series' derivation post (its companion code
-used 1; see ``shared/docs/conventions.md``). For ReLU, a > 0 exactly when z > 0.
+used 1). For ReLU, a > 0 exactly when z > 0.
 """
 
 import math

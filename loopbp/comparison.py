@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import __version__, compare
+from . import __version__, compare, passes
 from .agreement import TOLERANCE
 from .problems import default_activations
 from .validation import (
@@ -43,12 +43,11 @@ REFERENCE = "einsum"
 
 
 def gradient_gflop(sizes: Sequence[int], m: int) -> float:
-    """GFLOP in one gradient: 2 n^l n^(l-1) m for each of forward, dW and dA (no dA for l = 1)."""
-    flop = 0
-    for l in range(1, len(sizes)):
-        products = 3 if l > 1 else 2
-        flop += products * 2 * sizes[l] * sizes[l - 1] * m
-    return flop / 1e9
+    """GFLOP in one gradient: 2 n^l n^(l-1) m for each of forward, dW and dA (no dA for l = 1).
+
+    The sum over the contractions of ``passes.gradient_steps``, the steps the driver runs.
+    """
+    return sum(gflop(m) for _, gflop in passes.gradient_steps(tuple(sizes)) if gflop is not None)
 
 
 class Point(NamedTuple):
@@ -244,10 +243,8 @@ class Comparison:
             check_choice(backend, "backend", compare.COMPARED_BACKENDS)
         if REFERENCE not in backends:
             raise ValueError(f"backends must include {REFERENCE}, the reference, got {backends}")
-        check_seed(seed)
-        if seed is None or isinstance(seed, np.random.Generator):
-            # Each backend's process rebuilds the problem from the seed, so it must be a number.
-            raise TypeError(f"seed must be a non-negative int, got {seed!r}")
+        # Each backend's process rebuilds the problem from the seed, so it must be a number.
+        check_seed(seed, number_only=True)
         check_positive(repeat, "repeat", integer=True)
         if threads is not None:
             check_positive(threads, "threads", integer=True)

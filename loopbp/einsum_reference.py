@@ -2,8 +2,8 @@
 
 This is the "vectorised" side of every comparison and the reference the loop kernels are
 validated against. Every contraction is an ``np.einsum`` whose subscripts are the
-derivation's indices (i, j, c), so each line reads like its equation in
-``shared/docs/conventions.md``:
+derivation's indices (i, j, c), so each line reads like its equation in the series'
+matrix-style post (https://janmr.com/blog/2023/01/neural-networks-07-back-propagation-matrix-style):
 
     Z^l  = W^l A^(l-1) + b^l 1^T          einsum("ij,jc->ic")
     dA^L = (A^L - Y) / m

@@ -116,6 +116,10 @@ class Workspace:
         """The bytes of all its buffers."""
         return self.activations.nbytes + self.deltas.nbytes + self.squares.nbytes + self.scratch.nbytes
 
+    def buffers(self) -> tuple:
+        """(activations, deltas, scratch, squares, tile, narrow), as every driver takes them."""
+        return self.activations, self.deltas, self.scratch, self.squares, self.tile, self.narrow
+
     def output(self) -> np.ndarray:
         """A^L, the (n^L, m) view of `activations`."""
         return layout.output(self.activations, self.sizes, self.m)
@@ -281,18 +285,8 @@ class Engine:
     def _run(self, driver, *args, workspace, extra=()):
         # driver(*args, the workspace's buffers and kernels, *extra, threads), threaded
         # when it pays and under thread_safety's lock.
-        w = workspace
         return thread_safety.run(
-            driver,
-            *args,
-            w.activations,
-            w.deltas,
-            w.scratch,
-            w.squares,
-            w.tile,
-            w.narrow,
-            *extra,
-            parallel=w.threads_pay(),
+            driver, *args, *workspace.buffers(), *extra, parallel=workspace.threads_pay()
         )
 
     def gradient(
@@ -354,11 +348,49 @@ class Engine:
         require_finite("error", self.dtype, E)
         return E
 
-    def train_epochs(self, theta, X, Y, grad, workspace, alpha, first, count, history, batch_size, shuffling):
-        """Epochs first..first + count - 1 of gradient descent in one compiled call.
+    def train_epochs(
+        self,
+        theta: np.ndarray,
+        X: np.ndarray,
+        Y: np.ndarray,
+        grad: np.ndarray,
+        workspace: Workspace,
+        alpha: np.floating,
+        first: int,
+        count: int,
+        history: np.ndarray,
+        batch_size: int,
+        shuffling: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    ) -> int:
+        """Epochs first..first + count - 1 of gradient descent, in one compiled call.
 
-        See ``training_loop.train_epochs``; `shuffling` is (rng, order, X_batch, Y_batch).
-        Returns how many epochs finished.
+        Parameters
+        ----------
+        theta : (p,) array
+            Updated in place, step by step.
+        X, Y : arrays
+            The whole training set, ready for the kernels.
+        grad : (p,) array
+            Room for each step's gradient.
+        workspace : Workspace
+            Sized for `batch_size` samples (and a smaller last batch: `Workspace.grow_scratch`).
+        alpha : float of theta's dtype
+            The learning rate.
+        first, count : int
+            The epochs to run.
+        history : float64 array
+            Receives E of each epoch at ``history[epoch]``.
+        batch_size : int
+            m for full-batch descent, else the size of each shuffled batch.
+        shuffling : (rng, order, X_batch, Y_batch)
+            The generator's state, the sample order and room for one batch of X and of Y
+            (see ``training_loop.train_epochs``).
+
+        Returns
+        -------
+        int
+            How many epochs finished: `count`, or fewer if one was not finite (theta then
+            holds the parameters of the last finite step).
         """
         return self._run(
             training_loop.train_epochs,
@@ -399,22 +431,14 @@ class Engine:
         sizes, m = self.sizes, X.shape[1]
         workspace = Workspace(sizes, m, self.dtype, narrow=narrow and narrow_kernels.is_narrow(sizes))
         grad = np.empty_like(theta)
-        if workspace.narrow:
-            steps = [("narrow kernels, the whole gradient", lambda m: None)]
-        else:
-            steps = passes.gradient_steps(sizes)
-
-        w = workspace
 
         def gradient(threads, stop):
-            return passes.gradient_pass(
-                theta, self.sizes_array, self.codes, X, Y, grad, w.activations, w.deltas, w.scratch,
-                w.squares, w.tile, w.narrow, threads, None, stop,
-            )  # fmt: skip
+            args = (theta, self.sizes_array, self.codes, X, Y, grad, *workspace.buffers())
+            return passes.gradient_pass(*args, threads, None, stop)
 
         def median(stop):
             def run():
-                thread_safety.run(lambda threads: gradient(threads, stop), parallel=w.threads_pay())
+                thread_safety.run(lambda threads: gradient(threads, stop), parallel=workspace.threads_pay())
 
             run()
             samples = []
@@ -425,18 +449,19 @@ class Engine:
             return statistics.median(samples)
 
         if workspace.narrow:
-            return [(steps[0][0], median(-1), None)]
+            return [("narrow kernels, the whole gradient", median(-1), None)]
         times, before = [], 0.0
-        for k, (name, gflop) in enumerate(steps):
+        for k, (name, gflop) in enumerate(passes.gradient_steps(sizes)):
             until = median(k)
             times.append((name, until - before, gflop(m) if gflop else None))
             before = until
         return times
 
 
-#: Engines of the (sizes, activations, dtype) seen by the functions, which share
-#: `shared_workspaces` (a handful per program).
+#: Engines of the (sizes, activations, dtype) the functions were last called with, which
+#: share `shared_workspaces`; at most `ENGINES_KEPT`, the oldest going first.
 _engines: dict = {}
+ENGINES_KEPT = 64
 
 
 def engine_for(sizes: tuple[int, ...], activations: tuple[str, ...], dtype: np.dtype) -> Engine:
@@ -444,6 +469,11 @@ def engine_for(sizes: tuple[int, ...], activations: tuple[str, ...], dtype: np.d
     key = (sizes, activations, dtype)
     engine = _engines.get(key)
     if engine is None:
+        while len(_engines) >= ENGINES_KEPT:
+            try:
+                _engines.pop(next(iter(_engines)), None)
+            except (StopIteration, RuntimeError):  # another thread emptied or changed it
+                break
         engine = _engines[key] = Engine(sizes, activations, dtype, shared_workspaces, lean_forward=True)
     return engine
 

@@ -1,7 +1,7 @@
 """The series' two worked examples: a sine wave, and handwritten digits.
 
 Both train by full-batch gradient descent on E = 1/(2m) sum (A^L - Y)^2 with sigmoid
-hidden layers and an identity output, as the series does (``conventions.md``).
+hidden layers and an identity output, as the series does.
 ``loopbp train sine`` and ``loopbp train digits`` run them from the command line.
 
 The series' MNIST example cannot run here (MNIST cannot be downloaded on our machines),

@@ -68,8 +68,8 @@ def output_delta(A, Y, dA, row_squares, parallel=True):
         \qquad
         E = \tfrac{1}{2m} \sum_{i=1}^{n^L} \sum_{c=1}^m \left(A^L_{ic} - Y_{ic}\right)^2
 
-    The seed writes the range of the first equation as i = 1..n^(l-1); it is
-    i = 1..n^L (conventions.md).
+    The post writes the range of the dE/dA^L equation as i = 1..n^(l-1), a typo: it is
+    i = 1..n^L.
 
     Parameters
     ----------

@@ -163,7 +163,7 @@ class Network:
             f"Network(sizes={list(self.sizes)}, activations={list(self.activations)}, dtype=np.{self.dtype})"
         )
 
-    def check_parameters(self) -> None:
+    def require_finite_parameters(self) -> None:
         """Raise the ``ValueError`` that names a non-finite weight or bias, if there is one.
 
         The parameters are writeable views: a NaN written into them is reported like a
@@ -177,7 +177,7 @@ class Network:
         if backend != "loops":
             return gradients.forward(self.W, self.b, X, self.activations, backend=backend)
         X = kernel_array(check_samples(X, self.sizes[0], self.dtype))
-        self.check_parameters()
+        self.require_finite_parameters()
         return self.engine.forward(self.theta, X)
 
     def error(self, X: ArrayLike, Y: ArrayLike, *, backend: str = "loops") -> float:
@@ -186,7 +186,7 @@ class Network:
             return gradients.error(self.W, self.b, X, Y, self.activations, backend=backend)
         X = kernel_array(check_samples(X, self.sizes[0], self.dtype))
         Y = kernel_array(check_targets(Y, self.sizes[-1], X.shape[1], self.dtype))
-        self.check_parameters()
+        self.require_finite_parameters()
         return self.engine.error(self.theta, X, Y)
 
     def gradient(

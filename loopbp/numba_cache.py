@@ -45,7 +45,9 @@ import tempfile
 import numba
 from numba.core import caching, config
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+#: The folder of loopbp's sources: the locator takes the kernels defined there, and the
+#: digest of its files stamps them.
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _user_cache_root():
@@ -129,9 +131,9 @@ def cache_dir():
 def sources_fingerprint():
     """A SHA-256 digest of the name and contents of every .py file of loopbp."""
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(_HERE)):
+    for name in sorted(os.listdir(PACKAGE_DIR)):
         if name.endswith(".py"):
-            with open(os.path.join(_HERE, name), "rb") as f:
+            with open(os.path.join(PACKAGE_DIR, name), "rb") as f:
                 digest.update(name.encode() + b"\0" + f.read() + b"\0")
     return digest.hexdigest()
 
@@ -156,7 +158,7 @@ class LoopbpCacheLocator(caching._CacheLocator):
 
     @classmethod
     def from_function(cls, py_func, py_file):
-        if os.path.dirname(os.path.abspath(py_file)) != _HERE:
+        if os.path.dirname(os.path.abspath(py_file)) != PACKAGE_DIR:
             return None  # not loopbp's: Numba's own locators decide
         folder = _writable_folder()
         if folder is None:
@@ -188,7 +190,7 @@ def _remove_legacy_cache():
     # shadowed the package as an empty namespace package.
     if _keep_legacy_cache():
         return
-    folder = os.path.join(_HERE, "__pycache__")
+    folder = os.path.join(PACKAGE_DIR, "__pycache__")
     for pattern in _LEGACY:
         for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
             try:

@@ -113,11 +113,14 @@ def _network_from_fields(fields, path):
     sizes = _field(fields, "sizes", path, "iu", 1).tolist()
     activations = _field(fields, "activations", path, "U", 1).tolist()
     dtype = str(_field(fields, "dtype", path, "U", 0))
+    if dtype not in ("float32", "float64"):
+        # The format stores the dtype's name as `save` writes it, not any NumPy spelling.
+        raise ValueError(f"{path!s}: dtype must be 'float32' or 'float64', got {dtype!r}")
     theta = _field(fields, "theta", path, "f", 1)
     try:
         # The network's own checks, with the file named: the field names are the arguments'.
         net = Network(sizes, activations, dtype=dtype, seed=0)
-        net.theta[...] = check_theta(theta, net.sizes, net.dtype)
+        net.theta[...] = check_theta(theta, net.n_parameters, net.dtype, net.sizes)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path!s}: {err}") from None
     return net

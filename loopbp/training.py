@@ -82,7 +82,7 @@ def fit(
         batch_size = m
     check_flag(progress, "progress")
     check_callback(callback)
-    net.check_parameters()
+    net.require_finite_parameters()
 
     # NaN until an epoch finishes: on Ctrl-C the finite head is what was done.
     history = np.full(epochs, np.nan)

@@ -146,38 +146,34 @@ def train_epochs(
         step was not finite (theta then holds the parameters of the last finite step).
     """
     m = X.shape[1]
+    full = batch_size >= m
     for epoch in range(first, first + count):
-        if batch_size >= m:
-            E = passes.gradient_pass_in_process(
-                theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, threads
-            )
-            if not (np.isfinite(E) and descend(theta, grad, alpha)):
-                return epoch - first
-        else:
+        if not full:
             shuffle(order, rng)
-            E = 0.0
-            for start in range(0, m, batch_size):
-                stop = min(start + batch_size, m)
-                Xb = _gather(X, order, start, stop, X_batch)
-                Yb = _gather(Y, order, start, stop, Y_batch)
-                E_b = passes.gradient_pass_in_process(
-                    theta,
-                    sizes,
-                    codes,
-                    Xb,
-                    Yb,
-                    grad,
-                    activations,
-                    deltas,
-                    scratch,
-                    squares,
-                    tile,
-                    narrow,
-                    threads,
-                )
-                if not (np.isfinite(E_b) and descend(theta, grad, alpha)):
-                    return epoch - first
-                E += E_b * (stop - start)
-            E /= m
-        history[epoch] = E
+        E = 0.0
+        for start in range(0, m, batch_size):
+            stop = min(start + batch_size, m)
+            # A full batch is X and Y as they are; a mini-batch is gathered in the epoch's order.
+            Xb = X if full else _gather(X, order, start, stop, X_batch)
+            Yb = Y if full else _gather(Y, order, start, stop, Y_batch)
+            E_b = passes.gradient_pass_in_process(
+                theta,
+                sizes,
+                codes,
+                Xb,
+                Yb,
+                grad,
+                activations,
+                deltas,
+                scratch,
+                squares,
+                tile,
+                narrow,
+                threads,
+            )
+            if not (np.isfinite(E_b) and descend(theta, grad, alpha)):
+                return epoch - first
+            # Mini-batches: E is their size-weighted mean; a full batch's is its own E, as is.
+            E = E_b if full else E + E_b * (stop - start)
+        history[epoch] = E if full else E / m
     return count

@@ -43,13 +43,19 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     return value
 
 
+def _ordered(value: Any) -> bool:
+    # A list, tuple, range or array: something with an order, as the layers have; not a
+    # string, and not a set or dict, whose order is not the caller's.
+    return isinstance(value, (Sequence, np.ndarray)) and not isinstance(value, (str, bytes))
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def check_sizes(sizes: Any) -> tuple[int, ...]:
     """The layer widths n^0, ..., n^L as a tuple of Python ints, each at least 1, L >= 1."""
-    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+    if not _ordered(sizes):
         raise TypeError(f"sizes must be a sequence of layer widths n^0, ..., n^L, got {type(sizes).__name__}")
     sizes = tuple(sizes)
     if len(sizes) < 2:
@@ -73,7 +79,7 @@ def check_activations(activations: Any, L: int, context: str) -> tuple[str, ...]
             f"activations must be a sequence of {L} names, one per layer, got the string {activations!r}; "
             f"for one layer write [{activations!r}]"
         )
-    if not isinstance(activations, (list, tuple)) and not hasattr(activations, "__len__"):
+    if not _ordered(activations):
         raise TypeError(f"activations must be a sequence of {L} names, got {type(activations).__name__}")
     activations = tuple(activations)
     if len(activations) != L:
@@ -101,12 +107,17 @@ def check_dtype(dtype: Any) -> np.dtype:
     return dtype
 
 
-def check_seed(seed: Any) -> Any:
-    """`seed` if it is None, a non-negative int or a ``numpy.random.Generator``."""
-    if seed is None or isinstance(seed, np.random.Generator):
+def check_seed(seed: Any, *, number_only: bool = False) -> Any:
+    """`seed` if it is None, a non-negative int or a ``numpy.random.Generator``.
+
+    With `number_only`, a non-negative int alone (a seed that another process must
+    rebuild the same generator from).
+    """
+    if not number_only and (seed is None or isinstance(seed, np.random.Generator)):
         return seed
     if not _is_int(seed) or seed < 0:
-        raise TypeError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
+        wanted = "a non-negative int" if number_only else "None, a non-negative int or a numpy Generator"
+        raise TypeError(f"seed must be {wanted}, got {seed!r}")
     return seed
 
 
@@ -116,8 +127,13 @@ def check_positive(value: Any, name: str, *, integer: bool) -> Any:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
         wanted = "an int" if integer else "a number"
         raise TypeError(f"{name} must be {wanted}, got {type(value).__name__} {value!r}")
-    # An int is finite however large (math.isfinite would overflow converting it).
-    if not (value > 0 and (isinstance(value, (int, np.integer)) or math.isfinite(value))):
+    try:
+        # A count is finite however large; a number must be finite as a float, since the
+        # computation takes it as one (an int of 400 digits is not).
+        finite = integer or math.isfinite(float(value))
+    except OverflowError:
+        finite = False
+    if not (value > 0 and finite):
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
     return value
 
@@ -181,7 +197,9 @@ def _check_finite(a, name):
         raise ValueError(f"{name} must be finite, got {a[where]} at index {where}")
 
 
-def check_parameters(W, b, activations):
+def check_parameters(
+    W: Any, b: Any, activations: Any
+) -> tuple[list[np.ndarray], list[np.ndarray], tuple[str, ...], np.ndarray, np.dtype]:
     """Validate W, b and activations.
 
     Returns
@@ -237,7 +255,21 @@ def check_parameters(W, b, activations):
     return W, b, names, codes, dtype
 
 
-def check_samples(X, n_inputs, dtype, name="X"):
+def _data_in_dtype(a, name, dtype):
+    # X or Y, of the right shape: integer and bool arrays converted to the parameters'
+    # dtype, any other float refused (a silent cast would hide a float32/float64 mix-up).
+    if a.dtype.kind in "biu":
+        a = a.astype(dtype)
+    elif a.dtype != dtype:
+        raise TypeError(
+            f"{name} must have the parameters' dtype {dtype}, got {a.dtype}; convert it with "
+            f"{name}.astype(np.{dtype})"
+        )
+    _check_finite(a, name)
+    return a
+
+
+def check_samples(X: Any, n_inputs: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
     """Validate X, of shape (n^0, m), converting integer or bool arrays to `dtype`."""
     X = _as_array(X, name)
     _check_kind(X, name, allow_integer=True)
@@ -248,44 +280,28 @@ def check_samples(X, n_inputs, dtype, name="X"):
         )
     if X.shape[1] == 0:
         raise ValueError(f"{name} must hold at least one sample (m >= 1), got shape {X.shape}")
-    if X.dtype.kind in "biu":
-        X = X.astype(dtype)
-    elif X.dtype != dtype:
-        raise TypeError(
-            f"{name} must have the parameters' dtype {dtype}, got {X.dtype}; convert it with "
-            f"{name}.astype(np.{dtype})"
-        )
-    _check_finite(X, name)
-    return X
+    return _data_in_dtype(X, name, dtype)
 
 
-def check_targets(Y, n_outputs, m, dtype):
+def check_targets(Y: Any, n_outputs: int, m: int, dtype: np.dtype) -> np.ndarray:
     """Validate Y, of shape (n^L, m), converting integer or bool arrays to `dtype`."""
     Y = _as_array(Y, "Y")
     _check_kind(Y, "Y", allow_integer=True)
     _check_rank(Y, "Y", 2, f"({n_outputs}, {m})")
     if Y.shape != (n_outputs, m):
         raise ValueError(f"Y must have shape (n^L, m) = ({n_outputs}, {m}), got {Y.shape}")
-    if Y.dtype.kind in "biu":
-        Y = Y.astype(dtype)
-    elif Y.dtype != dtype:
-        raise TypeError(
-            f"Y must have the parameters' dtype {dtype}, got {Y.dtype}; convert it with Y.astype(np.{dtype})"
-        )
-    _check_finite(Y, "Y")
-    return Y
+    return _data_in_dtype(Y, "Y", dtype)
 
 
-def check_theta(theta, sizes, dtype):
-    """Validate a flat parameter vector theta for the network `sizes` (as `load` reads it).
+def check_theta(theta: Any, p: int, dtype: np.dtype, sizes: Sequence[int]) -> np.ndarray:
+    """Validate a flat parameter vector theta of the network `sizes` (as `load` reads it).
 
     Returns
     -------
     (p,) array
-        theta itself: 1-D, of the dtype, p = sum_l (n^(l-1) + 1) n^l values, all finite.
+        theta itself: 1-D, of the dtype, the network's p values, all finite.
     """
     theta = _as_array(theta, "theta")
-    p = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
     if theta.ndim != 1 or theta.dtype != dtype or theta.shape[0] != p:
         raise ValueError(
             f"theta must be {p} {dtype} values for sizes {list(sizes)}, got {theta.size} {theta.dtype} "

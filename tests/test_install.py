@@ -214,7 +214,7 @@ def test_install_run_uninstall_reinstall_in_a_fresh_virtual_environment(tmp_path
 def test_install_deletes_the_legacy_cache_unless_loopbp_keep_legacy_cache(monkeypatch, tmp_path, keep, kept):
     # What loopbp 0.1.0 left in loopbp/__pycache__, in a stand-in for the package's folder;
     # install() runs at import. LOOPBP_KEEP_LEGACY_CACHE (set, not "0") keeps those files.
-    monkeypatch.setattr(numba_cache, "_HERE", str(tmp_path))
+    monkeypatch.setattr(numba_cache, "PACKAGE_DIR", str(tmp_path))
     if keep is None:
         monkeypatch.delenv("LOOPBP_KEEP_LEGACY_CACHE", raising=False)
     else:

@@ -61,6 +61,12 @@ def test_methods_call_the_functions(backend):
 
 BAD_NETWORKS = [
     ({"sizes": 3}, TypeError, "sizes must be a sequence"),
+    ({"sizes": {3, 4, 1}}, TypeError, "sizes must be a sequence of layer widths n^0, ..., n^L, got set"),
+    (
+        {"activations": {"sigmoid", "identity"}},
+        TypeError,
+        "activations must be a sequence of 2 names, got set",
+    ),
     ({"sizes": [3]}, ValueError, "sizes must list at least n^0 and n^1"),
     ({"sizes": [3, 0, 1]}, ValueError, "sizes[1] must be at least 1, got 0"),
     ({"sizes": [3, 2.5, 1]}, TypeError, "sizes[1] must be an int, got float"),

@@ -72,7 +72,7 @@ BAD_FILES = [
         {"activations": np.array(["sigmoid"])},
         "activations must have one name per layer, L = 2",
     ),
-    ("dtype-float16", {"dtype": np.array("float16")}, "dtype must be float32 or float64, got float16"),
+    ("dtype-float16", {"dtype": np.array("float16")}, "dtype must be 'float32' or 'float64'"),
     ("theta-short", {"theta": np.zeros(5)}, "theta must be 26 float64 values"),
     ("theta-wrong-dtype", {"theta": np.zeros(26, np.float32)}, "got 26 float32"),
     ("theta-2-D", {"theta": np.zeros((2, 13))}, "field 'theta' must be a 1-D array"),

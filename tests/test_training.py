@@ -134,6 +134,7 @@ def test_inputs_are_not_modified():
         ({"learning_rate": -0.1}, ValueError, "learning_rate must be positive"),
         ({"learning_rate": float("nan")}, ValueError, "learning_rate must be positive and finite"),
         ({"learning_rate": "0.1"}, TypeError, "learning_rate must be a number"),
+        ({"learning_rate": 10**400}, ValueError, "learning_rate must be positive and finite"),
         ({"epochs": 0}, ValueError, "epochs must be positive"),
         ({"epochs": 2.5}, TypeError, "epochs must be an int"),
         ({"batch_size": 0}, ValueError, "batch_size must be positive"),
