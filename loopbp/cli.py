@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, numba_cache
+from . import __version__, distributed, numba_cache
 from .activations import ACTIVATIONS, activation_code
 from .compare import COMPARED_BACKENDS, OPTIONAL, default_backends, installed
 from .comparison import Comparison, gradient_gflop
@@ -167,6 +167,13 @@ def _parser() -> argparse.ArgumentParser:
         example.add_argument("--backend", choices=("loops", "einsum"), default="loops")
         example.add_argument("--seed", type=_seed, default=0, help="default: 0")
         example.add_argument("--no-progress", action="store_true", help="no progress bar")
+        example.add_argument(
+            "--scheduler",
+            metavar="local|ADDRESS",
+            default=None,
+            help="train on Dask workers, one chunk of samples each: 'local' starts a local cluster, "
+            "an address (tcp://host:8786) joins a running one (needs loopbp[distributed])",
+        )
 
     cache = commands.add_parser(
         "cache", help="where Numba keeps loopbp's compiled kernels; --clear deletes them"
@@ -379,10 +386,18 @@ def train(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress
     # The header first: training takes seconds to minutes.
+    where = "" if args.scheduler is None else f", on the Dask scheduler {args.scheduler}"
+    if args.scheduler is not None:
+        try:
+            distributed.require_dask()
+        except ImportError as err:
+            return _error(str(err))
+        if args.backend != "loops":
+            return _error("--scheduler runs the loop kernels on the workers: it needs --backend loops")
     if args.example == "sine":
         print(
             f"loopbp train sine: 1-20-1 sigmoid/identity, learning rate {args.learning_rate}, "
-            f"{args.epochs} epochs, seed {args.seed}, {args.backend} backend",
+            f"{args.epochs} epochs, seed {args.seed}, {args.backend} backend{where}",
             flush=True,
         )
         if args.backend == "loops":
@@ -393,13 +408,14 @@ def train(args: argparse.Namespace) -> int:
             seed=args.seed,
             backend=args.backend,
             progress=progress,
+            scheduler=args.scheduler,
         )
         print(f"final E {result.history[-1]:.6g} (first {result.history[0]:.6g})")
     else:
         print(
             f"loopbp train digits: 64-{args.hidden}-10 sigmoid/identity, one-hot targets, learning rate "
             f"{args.learning_rate}, {args.epochs} full-batch epochs, seed {args.seed}, "
-            f"{args.backend} backend",
+            f"{args.backend} backend{where}",
             flush=True,
         )
         if args.backend == "loops":
@@ -412,6 +428,7 @@ def train(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 backend=args.backend,
                 progress=progress,
+                scheduler=args.scheduler,
             )
         except ImportError as err:
             return _error(str(err))

@@ -188,11 +188,15 @@ class WorkspacePool:
 shared_workspaces = WorkspacePool(slots=8, max_bytes=8 * 2**20)
 
 
-def overflow_error(what: str, dtype: np.dtype) -> ValueError:
+class Overflow(ValueError):
+    """A non-finite result (E, A^L or the gradient) from finite inputs."""
+
+
+def overflow_error(what: str, dtype: np.dtype) -> Overflow:
     """The error for a non-finite result from finite inputs."""
     # Finite inputs can still overflow (huge weights, identity layers); say so rather
     # than hand back inf or NaN.
-    return ValueError(
+    return Overflow(
         f"the {what} overflowed in {dtype}: W, b, X or Y are too large in magnitude for this "
         f"dtype, and the result is not finite"
     )

@@ -15,9 +15,11 @@ import copy
 import dataclasses
 import math
 import time
+from typing import Any
 
 import numpy as np
 
+from . import distributed
 from .network import Network
 
 #: The series' sine example: a 1-20-1 network, 0.2 N(0, 1) initialisation, seed 0.
@@ -55,14 +57,17 @@ class TrainingResult:
     first_seconds: float = None
 
 
-def _timed_fit(net, X, Y, learning_rate, epochs, backend, progress):
+def _timed_fit(net, X, Y, learning_rate, epochs, backend, progress, scheduler=None):
     # One epoch on a copy first, timed apart: compiling the kernels (or loading them from
-    # Numba's cache) is paid once per process, and is not training.
+    # Numba's cache, on every worker of a cluster) is paid once per process, and is not training.
+    if scheduler is not None:
+        X, Y = distributed.scatter_samples(X, Y, scheduler)
+    settings = dict(learning_rate=learning_rate, backend=backend, scheduler=scheduler)
     start = time.perf_counter()
-    copy.deepcopy(net).fit(X, Y, learning_rate=learning_rate, epochs=1, backend=backend, progress=False)
+    copy.deepcopy(net).fit(X, Y, epochs=1, progress=False, **settings)
     first = time.perf_counter() - start
     start = time.perf_counter()
-    history = net.fit(X, Y, learning_rate=learning_rate, epochs=epochs, backend=backend, progress=progress)
+    history = net.fit(X, Y, epochs=epochs, progress=progress, **settings)
     seconds = time.perf_counter() - start
     return history, seconds, len(history) / seconds, first
 
@@ -80,11 +85,14 @@ def train_sine(
     seed: int = 0,
     backend: str = "loops",
     progress: bool = False,
+    scheduler: Any = None,
 ) -> TrainingResult:
     """Fit sin(x) on [0, 2 pi] with the series' 1-20-1 network (sigmoid, identity).
 
     The defaults are the series': weights and biases 0.2 N(0, 1) with seed 0, learning
-    rate 0.1 and 20,000 full-batch steps on 100 points.
+    rate 0.1 and 20,000 full-batch steps on 100 points. A `scheduler` (see
+    `loopbp.gradient`) trains on Dask workers instead, the samples split one chunk per
+    worker (`loopbp.distributed.scatter_samples`).
 
     Returns
     -------
@@ -99,7 +107,7 @@ def train_sine(
     """
     X, Y = sine_data()
     net = Network(SINE_SIZES, ["sigmoid", "identity"], seed=seed)
-    history, seconds, rate, first = _timed_fit(net, X, Y, learning_rate, epochs, backend, progress)
+    history, seconds, rate, first = _timed_fit(net, X, Y, learning_rate, epochs, backend, progress, scheduler)
     return TrainingResult(net, history, seconds, rate, first_seconds=first)
 
 
@@ -133,6 +141,7 @@ def train_digits(
     seed: int = 0,
     backend: str = "loops",
     progress: bool = False,
+    scheduler: Any = None,
 ) -> TrainingResult:
     """The series' MNIST recipe on scikit-learn's digits: 64-hidden-10, sigmoid, identity.
 
@@ -141,7 +150,8 @@ def train_digits(
     the series' learning rate, 0.1, and about the number of steps its MNIST run took
     (9,900): 10,000. A larger rate diverges or collapses every output to the class mean
     (E stalls at 0.45); fewer steps stop short (94% after 2,000). 64 hidden units, as
-    many as there are pixels, are plenty for 8x8 images.
+    many as there are pixels, are plenty for 8x8 images. A `scheduler` trains on Dask
+    workers, as in `train_sine`.
 
     Returns
     -------
@@ -151,8 +161,89 @@ def train_digits(
     X_train, Y_train, X_test, labels_test = digits_data(seed)
     net = Network([64, hidden, 10], ["sigmoid", "identity"], seed=seed)
     history, seconds, rate, first = _timed_fit(
-        net, X_train, Y_train, learning_rate, epochs, backend, progress
+        net, X_train, Y_train, learning_rate, epochs, backend, progress, scheduler
     )
     predictions = net.forward(X_test).argmax(axis=0)
     accuracy = float(np.mean(predictions == labels_test))
     return TrainingResult(net, history, seconds, rate, accuracy, first)
+
+
+# --- a data set larger than a worker's memory, on disk -------------------------------
+
+
+def write_regression_zarr(
+    path: str,
+    *,
+    m: int = 10_000_000,
+    n_inputs: int = 32,
+    chunk: int = 250_000,
+    seed: int = 0,
+    dtype: Any = np.float32,
+    scheduler: Any = None,
+) -> tuple[str, str]:
+    """Write a synthetic regression data set as two zarr stores, chunk by chunk.
+
+    X is N(0, 1), (n_inputs, m), one sample per column; Y = sin(w^T x) for a fixed seeded
+    w of norm 1, (1, m). Dask's workers draw and write each chunk of `chunk` samples where
+    they run, so the whole never passes through one process: the defaults write 1.2 GiB
+    of X in float32, more than a worker limited to 1 GiB holds.
+
+    Returns
+    -------
+    X_path, Y_path : str
+        ``path/X.zarr`` and ``path/Y.zarr``, for ``dask.array.from_zarr``.
+    """
+    distributed.require_dask()
+    import os
+
+    import dask.array as da
+
+    rng = da.random.default_rng(seed)
+    X = rng.standard_normal((n_inputs, m), chunks=(n_inputs, chunk), dtype=dtype)
+    w = np.random.default_rng(seed).standard_normal(n_inputs)
+    w = (w / np.linalg.norm(w)).astype(dtype)
+    Y = da.sin(da.tensordot(w, X, axes=1))[None, :].astype(dtype)
+    X_path, Y_path = os.path.join(path, "X.zarr"), os.path.join(path, "Y.zarr")
+    client = distributed.client_for(scheduler)
+    stored = [da.to_zarr(a, p, overwrite=True, compute=False) for a, p in ((X, X_path), (Y, Y_path))]
+    client.compute(stored, sync=True)
+    return X_path, Y_path
+
+
+def train_from_zarr(
+    path: str,
+    *,
+    hidden: int = 16,
+    epochs: int = 20,
+    learning_rate: float = 0.5,
+    batch_size: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    scheduler: Any = None,
+) -> TrainingResult:
+    """Train an n-`hidden`-1 network (tanh, identity) on the stores `write_regression_zarr` wrote.
+
+    X and Y are opened with ``dask.array.from_zarr`` and never loaded whole: each step
+    reads every chunk where a worker runs it (or, with `batch_size`, the chunks of each
+    mini-batch), computes its sums, and the sums are added (``loopbp.distributed``).
+
+    Returns
+    -------
+    TrainingResult
+    """
+    distributed.require_dask()
+    import os
+
+    import dask.array as da
+
+    X = da.from_zarr(os.path.join(path, "X.zarr"))
+    Y = da.from_zarr(os.path.join(path, "Y.zarr"))
+    net = Network([X.shape[0], hidden, 1], ["tanh", "identity"], dtype=X.dtype, seed=seed)
+    settings = dict(learning_rate=learning_rate, batch_size=batch_size, scheduler=scheduler)
+    start = time.perf_counter()
+    copy.deepcopy(net).fit(X, Y, epochs=1, progress=False, **settings)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    history = net.fit(X, Y, epochs=epochs, progress=progress, **settings)
+    seconds = time.perf_counter() - start
+    return TrainingResult(net, history, seconds, len(history) / seconds, first_seconds=first)

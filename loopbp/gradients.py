@@ -9,11 +9,12 @@ their arguments first (``loopbp.validation``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import einsum_reference, engine, layout
+from . import distributed, einsum_reference, engine, layout
 from .validation import check_backend, check_parameters, check_samples, check_targets
 
 Parameters = Sequence[ArrayLike]
@@ -123,6 +124,7 @@ def gradient(
     activations: Sequence[str],
     *,
     backend: str = "loops",
+    scheduler: Any = None,
 ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
     """The error E and its gradient with respect to every W^l and b^l.
 
@@ -142,6 +144,11 @@ def gradient(
         The name of g^l for each layer: one of ``loopbp.ACTIVATIONS``.
     backend : {"loops", "einsum"}
         The Numba loop kernels (default) or the NumPy einsum reference.
+    scheduler : None, "local", str or distributed.Client
+        For ``dask.array`` X and Y only, chunked along the samples: where the chunks run
+        (``loopbp.distributed``; None takes the current Dask client, else a local cluster).
+        Each chunk's sums are computed by the loop kernels where it lives and added in an
+        order fixed by the chunking. Needs ``pip install "loopbp[distributed]"``.
 
     Returns
     -------
@@ -161,6 +168,13 @@ def gradient(
     >>> [g.shape for g in dW], [g.shape for g in db]
     ([(3, 2), (1, 3)], [(3,), (1,)])
     """
+    if distributed.is_dask_array(X) or distributed.is_dask_array(Y):
+        W, b, names, _, _ = check_parameters(W, b, activations)
+        sizes = (W[0].shape[1], *(w.shape[0] for w in W))
+        theta = layout.pack(W, b)
+        E, grad = distributed.gradient(theta, sizes, names, X, Y, backend=backend, scheduler=scheduler)
+        dW, db = layout.unpack(grad, sizes)
+        return E, dW, db
     if backend == "loops":
         loops = engine.ready_engine(W, b, activations)
         if loops is not None and loops.ready_samples(X, Y):

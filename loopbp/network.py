@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from . import gradients, layout, saving, training
+from . import distributed, gradients, layout, saving, training
 from .engine import Engine, WorkspacePool, kernel_array
 from .passes import all_finite
 from .validation import (
@@ -190,13 +191,21 @@ class Network:
         return self.engine.error(self.theta, X, Y)
 
     def gradient(
-        self, X: ArrayLike, Y: ArrayLike, *, backend: str = "loops"
+        self, X: ArrayLike, Y: ArrayLike, *, backend: str = "loops", scheduler: Any = None
     ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
-        """(E, dW, db) for inputs X and targets Y; see `loopbp.gradient`.
+        """(E, dW, db) for inputs X and targets Y; see `loopbp.gradient` (and its `scheduler`,
+        for ``dask.array`` X and Y).
 
         With the loops backend, dW and db are views of one new flat array laid out like
         `theta`.
         """
+        if distributed.is_dask_array(X) or distributed.is_dask_array(Y):
+            self.require_finite_parameters()
+            E, grad = distributed.gradient(
+                self.theta, self.sizes, self.activations, X, Y, backend=backend, scheduler=scheduler
+            )
+            dW, db = self.engine.unpack(grad)
+            return E, dW, db
         if backend != "loops":
             return gradients.gradient(self.W, self.b, X, Y, self.activations, backend=backend)
         if not self.engine.ready_samples(X, Y):
@@ -225,6 +234,7 @@ class Network:
         backend: str = "loops",
         progress: bool = True,
         callback: Callable[[int, float], bool | None] | None = None,
+        scheduler: Any = None,
     ) -> np.ndarray:
         r"""Train by gradient descent, as the series does, updating the parameters in place.
 
@@ -257,6 +267,12 @@ class Network:
             ``callback(epoch, E)`` after each epoch; training stops early if it returns True.
             With a callback, the loops backend returns to Python after every epoch to
             call it.
+        scheduler : None, "local", str or distributed.Client
+            For ``dask.array`` X and Y, chunked along the samples (``loopbp.distributed``):
+            where the chunks run (None: the current Dask client, else a local cluster).
+            Each step is one reduction over the chunks, theta sent to the workers with it;
+            mini-batches are made of whole chunks, in an order shuffled each epoch from the
+            network's seed, until they hold at least `batch_size` samples.
 
         Returns
         -------
@@ -294,6 +310,7 @@ class Network:
             backend=backend,
             progress=progress,
             callback=callback,
+            scheduler=scheduler,
         )
 
     def save(self, path: str | os.PathLike) -> None:

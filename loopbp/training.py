@@ -13,12 +13,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import gradients
-from .engine import Workspace, kernel_array
+from . import distributed, gradients
+from .engine import Overflow, Workspace, kernel_array
 from .training_loop import descend, shuffle, shuffle_state
 from .validation import (
     check_backend,
@@ -68,14 +68,20 @@ def fit(
     backend: str = "loops",
     progress: bool = True,
     callback: Callable[[int, float], bool | None] | None = None,
+    scheduler: Any = None,
 ) -> np.ndarray:
     """`Network.fit`: train `net` in place; see its docstring."""
     check_backend(backend)
     learning_rate = check_positive(learning_rate, "learning_rate", integer=False)
     epochs = int(check_positive(epochs, "epochs", integer=True))
-    X = kernel_array(check_samples(X, net.sizes[0], net.dtype))
+    chunked = distributed.is_dask_array(X) or distributed.is_dask_array(Y)
+    if chunked:
+        X, Y = distributed.check_chunked(X, Y, net.sizes, net.dtype, backend)
+        client = distributed.client_for(scheduler)
+    else:
+        X = kernel_array(check_samples(X, net.sizes[0], net.dtype))
+        Y = kernel_array(check_targets(Y, net.sizes[-1], X.shape[1], net.dtype))
     m = X.shape[1]
-    Y = kernel_array(check_targets(Y, net.sizes[-1], m, net.dtype))
     if batch_size is not None:
         batch_size = int(check_positive(batch_size, "batch_size", integer=True))
     if batch_size is None or batch_size >= m:
@@ -88,8 +94,14 @@ def fit(
     history = np.full(epochs, np.nan)
     bar = progress_bar(epochs) if progress else None
     try:
-        run = _fit_compiled if backend == "loops" else _fit_python
-        epochs_run = run(net, X, Y, learning_rate, epochs, batch_size, history, bar, callback)
+        if chunked:
+            stepper = ChunkedStepper(net, X, Y, learning_rate, batch_size, client)
+            epochs_run = _fit_python(
+                net, X, Y, learning_rate, epochs, batch_size, history, bar, callback, stepper
+            )
+        else:
+            run = _fit_compiled if backend == "loops" else _fit_python
+            epochs_run = run(net, X, Y, learning_rate, epochs, batch_size, history, bar, callback)
     except KeyboardInterrupt as interrupt:
         # Steps change theta inside compiled code only, which Ctrl-C cannot cut short:
         # the parameters are those of the last finished step.
@@ -127,24 +139,13 @@ def _fit_compiled(net, X, Y, learning_rate, epochs, batch_size, history, bar, ca
     return epoch
 
 
-def _fit_python(net, X, Y, learning_rate, epochs, batch_size, history, bar, callback):
-    # The einsum backend: one step per Python iteration, as the reference is NumPy code.
-    m = X.shape[1]
-    step = EinsumStepper(net, learning_rate)
-    bounds = [(start, min(start + batch_size, m)) for start in range(0, m, batch_size)]
-    state = shuffle_state(net.seed)
-    order = np.arange(m, dtype=np.int64)
+def _fit_python(net, X, Y, learning_rate, epochs, batch_size, history, bar, callback, stepper=None):
+    # One step per Python iteration: the einsum backend (the reference is NumPy code), and
+    # chunked data (each step is one reduction over the chunks).
+    step = EinsumStepper(net, learning_rate, X.shape[1], batch_size) if stepper is None else stepper
     every = max(1, epochs // 200)
     for epoch in range(epochs):
-        if len(bounds) == 1:
-            E = step(X, Y, epoch)
-        else:
-            shuffle(order, state)
-            E = 0.0
-            for start, stop in bounds:
-                columns = order[start:stop]
-                E += step(X[:, columns], Y[:, columns], epoch) * (stop - start)
-            E /= m
+        E = step.epoch(X, Y, epoch)
         history[epoch] = E
         if bar is not None and (epoch + 1) % every == 0:
             bar.set_postfix(E=f"{E:.4g}", refresh=False)
@@ -167,24 +168,97 @@ def progress_bar(epochs: int):
 
 
 class EinsumStepper:
-    """One gradient-descent step of `Network.fit` with the einsum backend: E, then theta in place."""
+    """The steps of `Network.fit` with the einsum backend: E, then theta in place, batch by batch.
 
-    def __init__(self, net: Network, learning_rate: float):
-        self.net, self.learning_rate = net, learning_rate
+    Each epoch of mini-batches shuffles the samples with ``training_loop.shuffle``, seeded
+    from the network's seed, as the compiled loop does.
+    """
+
+    def __init__(self, net: Network, learning_rate: float, m: int, batch_size: int):
+        self.net, self.learning_rate, self.batch_size = net, learning_rate, batch_size
         self.grad = np.empty_like(net.theta)
         self.grad_W, self.grad_b = net.engine.unpack(self.grad)
         # The step size in the parameters' dtype, so float32 training stays float32.
         self.alpha = net.dtype.type(learning_rate)
+        # The sample order, shuffled in place epoch after epoch, as the compiled loop does.
+        self.state = shuffle_state(net.seed)
+        self.order = np.arange(m, dtype=np.int64)
+
+    def epoch(self, X: np.ndarray, Y: np.ndarray, epoch: int) -> float:
+        """One epoch: E of its full batch, or the size-weighted mean E of its mini-batches."""
+        m, batch_size = X.shape[1], self.batch_size
+        if batch_size >= m:
+            return self(X, Y, epoch)
+        shuffle(self.order, self.state)
+        E = 0.0
+        for start in range(0, m, batch_size):
+            columns = self.order[start : start + batch_size]
+            E += self(X[:, columns], Y[:, columns], epoch) * columns.shape[0]
+        return E / m
 
     def __call__(self, X: np.ndarray, Y: np.ndarray, epoch: int) -> float:
         net = self.net
         try:
             E, dW, db = gradients.gradient(net.W, net.b, X, Y, net.activations, backend="einsum")
-        except ValueError:  # the overflow check: the inputs were validated already
+        except Overflow:
             raise TrainingDiverged(epoch, self.learning_rate) from None
         for target, source in zip(self.grad_W + self.grad_b, dW + db):
             target[...] = source
         if not descend(net.theta, self.grad, self.alpha):
+            raise TrainingDiverged(epoch, self.learning_rate)
+        return E
+
+
+class ChunkedStepper:
+    """The steps of `Network.fit` on chunked (``dask.array``) data: one reduction per step.
+
+    Each step sends theta to the workers (as one key of the step's graph: the parameters
+    are small next to the data) and gets E and the gradient back (``loopbp.distributed``).
+    A full batch is every chunk. Mini-batches are made of whole chunks: each epoch shuffles
+    the chunks' order with ``training_loop.shuffle``, seeded from the network's seed, and
+    each step takes the next chunks in that order until they hold at least `batch_size`
+    samples, so a seeded network trains reproducibly for a given chunking.
+    """
+
+    def __init__(self, net: Network, X, Y, learning_rate: float, batch_size: int, client):
+        self.net, self.learning_rate, self.batch_size, self.client = net, learning_rate, batch_size, client
+        self.alpha = net.dtype.type(learning_rate)
+        self.state = shuffle_state(net.seed)
+        self.order = np.arange(len(X.chunks[1]), dtype=np.int64)
+
+    def _batches(self, X):
+        # Lists of chunk indices, each holding at least batch_size samples (the last may hold fewer).
+        shuffle(self.order, self.state)
+        widths, batches, batch, held = X.chunks[1], [], [], 0
+        for k in self.order:
+            batch.append(int(k))
+            held += widths[k]
+            if held >= self.batch_size:
+                batches.append(batch)
+                batch, held = [], 0
+        return batches + ([batch] if batch else [])
+
+    def epoch(self, X, Y, epoch: int) -> float:
+        """One epoch: E of the full batch, or the size-weighted mean E of the mini-batches."""
+        m = X.shape[1]
+        if self.batch_size >= m:
+            return self(X, Y, epoch)
+        import dask.array as da
+
+        E = 0.0
+        for batch in self._batches(X):
+            Xb = da.concatenate([X.blocks[0, k] for k in batch], axis=1)
+            Yb = da.concatenate([Y.blocks[0, k] for k in batch], axis=1)
+            E += self(Xb, Yb, epoch) * Xb.shape[1]
+        return E / m
+
+    def __call__(self, X, Y, epoch: int) -> float:
+        net = self.net
+        try:
+            E, grad = distributed.gradient(net.theta, net.sizes, net.activations, X, Y, scheduler=self.client)
+        except Overflow:  # not a bad value in the data, which its chunk names
+            raise TrainingDiverged(epoch, self.learning_rate) from None
+        if not descend(net.theta, grad, self.alpha):
             raise TrainingDiverged(epoch, self.learning_rate)
         return E
 

@@ -309,3 +309,56 @@ def check_theta(theta: Any, p: int, dtype: np.dtype, sizes: Sequence[int]) -> np
         )
     _check_finite(theta, "theta")
     return theta
+
+
+def _check_chunked(a: Any, name: str, rows: int, shape_text: str, dtype: np.dtype) -> Any:
+    # What the in-process checks ask of X or Y, asked of a chunked array's metadata: its
+    # values are checked chunk by chunk, where they live.
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D with shape {shape_text}, got {a.ndim}-D with shape {a.shape}")
+    _check_kind(a, name, allow_integer=True)
+    if any(np.isnan(n) for n in a.shape):
+        raise ValueError(
+            f"{name} must have known chunk sizes, got shape {a.shape}; call {name}.compute_chunk_sizes()"
+        )
+    if a.shape[0] != rows:
+        raise ValueError(f"{name} must have {rows} rows, got shape {a.shape}")
+    if len(a.chunks[0]) != 1:
+        raise ValueError(
+            f"{name} must be chunked along the samples only, its {rows} rows in one chunk, got row "
+            f"chunks {a.chunks[0]}; rechunk it with {name}.rechunk({{0: -1}})"
+        )
+    if a.dtype.kind in "biu":
+        return a.astype(dtype)
+    if a.dtype != dtype:
+        raise TypeError(
+            f"{name} must have the parameters' dtype {dtype}, got {a.dtype}; convert it with "
+            f"{name}.astype(np.{dtype})"
+        )
+    return a
+
+
+def check_chunked_samples(X: Any, n_inputs: int, dtype: np.dtype) -> Any:
+    """Validate a ``dask.array`` X of shape (n^0, m), chunked along the samples only.
+
+    Integer and bool arrays are converted to `dtype` (lazily); the values themselves are
+    checked chunk by chunk where they are computed.
+    """
+    X = _check_chunked(X, "X", n_inputs, f"({n_inputs}, m)", dtype)
+    if X.shape[1] == 0:
+        raise ValueError(f"X must hold at least one sample (m >= 1), got shape {X.shape}")
+    return X
+
+
+def check_chunked_targets(Y: Any, n_outputs: int, X: Any, dtype: np.dtype) -> Any:
+    """Validate a ``dask.array`` Y of shape (n^L, m), chunked along the samples as X is."""
+    m = X.shape[1]
+    Y = _check_chunked(Y, "Y", n_outputs, f"({n_outputs}, {m})", dtype)
+    if Y.shape != (n_outputs, m):
+        raise ValueError(f"Y must have shape (n^L, m) = ({n_outputs}, {m}), got {Y.shape}")
+    if Y.chunks[1] != X.chunks[1]:
+        raise ValueError(
+            f"Y must be chunked along the samples as X is, X's column chunks {X.chunks[1]}, got "
+            f"{Y.chunks[1]}; rechunk it with Y.rechunk({{1: X.chunks[1]}})"
+        )
+    return Y

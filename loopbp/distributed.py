@@ -1,0 +1,320 @@
+r"""Data-parallel gradients on Dask: the sum over the samples c, chunk by chunk.
+
+The gradient is a sum over the samples,
+
+.. math::
+
+    \frac{\partial E}{\partial W^l_{ij}} = \sum_c \frac{\partial E}{\partial Z^l_{ic}} A^{l-1}_{jc},
+    \qquad E = \frac{1}{2m} \sum_c \sum_i (A^L_{ic} - Y_{ic})^2,
+
+and likewise dE/db^l. So X and Y, as ``dask.array`` arrays chunked along the samples
+(their columns), can be cut into chunks; each chunk's sums are computed where the chunk
+lives, by loopbp's own loop kernels (`chunk_sums`), and the sums are added and divided by
+the global m once. The sums are added in a binary tree fixed by the chunk index alone
+(`tree_sum`), so for a given chunking the result is bitwise the same whatever the number
+of workers, their threads or Numba's; it equals the single-process gradient to rounding.
+
+Needs the ``distributed`` extra (``pip install "loopbp[distributed]"``): Dask's arrays and
+its distributed scheduler. loopbp without it never imports Dask.
+
+Which scheduler runs the chunks (`client_for`): a ``distributed.Client`` or a scheduler's
+address given as ``scheduler=``; else the current client, as Dask users expect; else a
+local cluster that loopbp starts once per process, with one single-threaded worker process
+per core (said once, at INFO level, on the ``loopbp`` logger). Inside the workers, Numba
+runs ``cores // worker threads`` threads at most, so that the workers never
+oversubscribe the machine, and the kernels are compiled (or loaded from Numba's cache)
+once per worker, one worker at a time, before the first chunk runs: two processes
+writing one cache file at once can crash. Several threads in one worker are safe under
+any threading layer, as ``loopbp.thread_safety`` lets one parallel region run at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import engine, layout
+from .validation import (
+    check_backend,
+    check_chunked_samples,
+    check_chunked_targets,
+    check_samples,
+    check_targets,
+)
+
+logger = logging.getLogger("loopbp")
+
+#: What to install for this module.
+EXTRA = 'pip install "loopbp[distributed]"'
+
+
+def is_dask_array(a: Any) -> bool:
+    """Whether `a` is a ``dask.array.Array``, found without importing Dask."""
+    return type(a).__name__ == "Array" and type(a).__module__.startswith("dask.array")
+
+
+def require_dask() -> None:
+    """Raise an ``ImportError`` that says which extra to install, if Dask is missing."""
+    try:
+        import dask.array  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as err:
+        raise ImportError(f"data-parallel gradients need Dask ({err}): {EXTRA}") from None
+
+
+def check_chunked(X: Any, Y: Any, sizes: Sequence[int], dtype: np.dtype, backend: str) -> tuple[Any, Any]:
+    """X and Y checked as chunked data for the network `sizes` (integers converted lazily).
+
+    Both must be ``dask.array`` arrays, chunked along the samples alike, their rows in one
+    chunk (``validation.check_chunked_samples``, ``check_chunked_targets``); the backend
+    must be the loops.
+    """
+    check_backend(backend)
+    if backend != "loops":
+        raise ValueError(
+            f"backend must be 'loops' for dask arrays X and Y (the einsum reference runs in one "
+            f"process), got {backend!r}"
+        )
+    if not (is_dask_array(X) and is_dask_array(Y)):
+        raise TypeError(
+            f"X and Y must both be dask arrays, or neither; got {type(X).__name__} and {type(Y).__name__}"
+        )
+    require_dask()
+    X = check_chunked_samples(X, sizes[0], dtype)
+    return X, check_chunked_targets(Y, sizes[-1], X, dtype)
+
+
+def chunk_sums(
+    theta: np.ndarray,
+    sizes: tuple[int, ...],
+    activations: tuple[str, ...],
+    X: np.ndarray,
+    Y: np.ndarray,
+    chunk: int,
+    start: int,
+) -> np.ndarray:
+    """The unscaled sums of one chunk of samples: run where the chunk lives.
+
+    Returns
+    -------
+    (p + 1,) float64 array
+        ``sum_c sum_i (A^L_ic - Y_ic)^2`` over the chunk's samples, then
+        ``m_chunk * dE/dtheta`` of the chunk, that is sum_c of each gradient term,
+        laid out like theta. Added over the chunks and divided by the global m, they give
+        E (halved) and the gradient.
+    """
+    _limit_numba_threads()
+    dtype = theta.dtype
+    loops = engine.engine_for(sizes, activations, dtype)
+    X, Y = engine.kernel_array(np.asarray(X)), engine.kernel_array(np.asarray(Y))
+
+    def inputs_error(X, Y):
+        # The chunk's own checks, with where the chunk starts, so that the message names
+        # the sample as a column of the whole X or Y.
+        try:
+            X = check_samples(X, sizes[0], dtype)
+            check_targets(Y, sizes[-1], X.shape[1], dtype)
+        except ValueError as err:
+            raise ValueError(f"{err} (in chunk {chunk}, whose first sample is column {start})") from None
+
+    E, grad = loops.gradient(theta, X, Y, inputs_error)
+    m = X.shape[1]
+    sums = np.empty(grad.shape[0] + 1, np.float64)
+    sums[0] = 2.0 * m * E
+    sums[1:] = grad
+    sums[1:] *= m
+    return sums
+
+
+def tree_sum(parts: list) -> Any:
+    """Add `parts` (Dask delayed values) pairwise in a binary tree fixed by their order."""
+    from dask import delayed
+
+    add = delayed(np.add, pure=True)
+    while len(parts) > 1:
+        pairs = range(0, len(parts), 2)
+        parts = [add(parts[k], parts[k + 1]) if k + 1 < len(parts) else parts[k] for k in pairs]
+    return parts[0]
+
+
+def gradient(
+    theta: np.ndarray,
+    sizes: tuple[int, ...],
+    activations: tuple[str, ...],
+    X: Any,
+    Y: Any,
+    *,
+    backend: str = "loops",
+    scheduler: Any = None,
+) -> tuple[float, np.ndarray]:
+    """E and the flat gradient of chunked X and Y; theta finite and checked.
+
+    Parameters
+    ----------
+    theta : (p,) array
+        The parameters, laid out as ``loopbp.layout`` says.
+    sizes, activations
+        The network's, checked.
+    X, Y : dask arrays
+        (n^0, m) and (n^L, m), chunked along the samples alike, rows in one chunk.
+    backend : "loops"
+        The chunks run the loop kernels; the einsum reference runs in one process only.
+    scheduler : None, "local", str or distributed.Client
+        See `client_for`.
+
+    Returns
+    -------
+    E : float
+    grad : (p,) array of theta's dtype
+    """
+    from dask import delayed
+
+    X, Y = check_chunked(X, Y, sizes, theta.dtype, backend)
+    client = client_for(scheduler)
+    warm_up(client, sizes, activations, theta.dtype)
+    m = X.shape[1]
+    # theta goes into the graph once, as one key that every chunk's task depends on, and
+    # so travels to each worker once per call.
+    theta_key = delayed(theta, pure=True)
+    task = delayed(chunk_sums, pure=True)
+    starts = np.concatenate([[0], np.cumsum(X.chunks[1])[:-1]])
+    parts = [
+        task(theta_key, sizes, activations, x, y, k, int(start))
+        for k, (x, y, start) in enumerate(zip(X.to_delayed().ravel(), Y.to_delayed().ravel(), starts))
+    ]
+    sums = _result(client, client.compute(tree_sum(parts)))
+    E = float(sums[0]) / (2.0 * m)
+    grad = (sums[1:] / m).astype(theta.dtype)
+    engine.require_finite("gradient", theta.dtype, E, grad)
+    return E, grad
+
+
+#: How often a step waiting for its result asks whether any worker is left.
+WORKER_CHECK_SECONDS = 2.0
+
+
+def _result(client, future):
+    # A worker that dies is replaced by Dask, which computes its chunks again from their
+    # source on the workers left; with none left the step would wait forever: say so.
+    while True:
+        try:
+            return future.result(timeout=WORKER_CHECK_SECONDS)
+        except TimeoutError:
+            if not client.scheduler_info()["workers"]:
+                future.cancel()
+                raise RuntimeError(
+                    f"no Dask worker is left at {client.scheduler.address} to compute the gradient's "
+                    f"chunks; start workers (or another cluster) and call again: a Network keeps "
+                    f"the parameters of its last finished step"
+                ) from None
+
+
+def scatter_samples(X: np.ndarray, Y: np.ndarray, scheduler: Any = None, chunks: int | None = None) -> tuple:
+    """In-memory X and Y as dask arrays on the workers: `chunks` chunks of samples (default:
+    one per worker), sent once and kept there (``Client.persist``)."""
+    require_dask()
+    import dask.array as da
+
+    client = client_for(scheduler)
+    n = chunks or max(1, len(client.scheduler_info()["workers"]))
+    columns = -(-X.shape[1] // n)
+    Xd = da.from_array(np.asarray(X), chunks=(X.shape[0], columns))
+    Yd = da.from_array(np.asarray(Y), chunks=(Y.shape[0], columns))
+    return tuple(client.persist([Xd, Yd]))
+
+
+# --- the client, and Numba inside the workers ---------------------------------------
+
+_lock = threading.Lock()
+_local = {}  # the local cluster and its client, started once per process
+_warm = set()  # (scheduler address, worker address, sizes length, dtype) warmed up
+
+
+def client_for(scheduler: Any = None) -> Any:
+    """The ``distributed.Client`` that runs the chunks.
+
+    Parameters
+    ----------
+    scheduler : None, "local", str or distributed.Client
+        A client is used as it is, and a scheduler's address (``"tcp://host:8786"``) is
+        connected to. None takes the current client (``distributed.get_client``) if there
+        is one, else the local cluster; ``"local"`` the local cluster: one started by
+        loopbp, once per process, with one single-threaded worker process per core.
+    """
+    require_dask()
+    import distributed
+
+    if isinstance(scheduler, distributed.Client):
+        return scheduler
+    if scheduler is None:
+        try:
+            return distributed.get_client()
+        except ValueError:
+            pass
+    elif not isinstance(scheduler, str):
+        raise TypeError(
+            f"scheduler must be None, 'local', a scheduler address or a distributed.Client, "
+            f"got {type(scheduler).__name__}"
+        )
+    if scheduler not in (None, "local"):
+        return distributed.Client(scheduler, set_as_default=False)
+    with _lock:
+        if "client" not in _local:
+            cores = os.cpu_count() or 1
+            cluster = distributed.LocalCluster(
+                n_workers=cores,
+                threads_per_worker=1,
+                processes=True,
+                # Each worker single-threaded in Numba too: the workers share the cores.
+                env={"NUMBA_NUM_THREADS": "1"},
+            )
+            _local["client"] = distributed.Client(cluster, set_as_default=False)
+            logger.info(
+                "loopbp started a local Dask cluster for data-parallel gradients: %d single-threaded "
+                "worker processes (one per core), dashboard at %s",
+                cores,
+                _local["client"].dashboard_link,
+            )
+        return _local["client"]
+
+
+def _limit_numba_threads():
+    # Numba threads x worker threads <= cores: a worker with several threads gives each
+    # its share (set_num_threads is per calling thread, so it is set in each task).
+    import numba
+
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError):
+        return
+    share = max(1, (os.cpu_count() or 1) // max(1, threads))
+    numba.set_num_threads(min(share, numba.config.NUMBA_NUM_THREADS))
+
+
+def _warm_up_here(sizes, activations, dtype):
+    # One tiny chunk through the same compiled call as every chunk: it compiles the
+    # kernels, or loads them from Numba's cache.
+    net_sizes = tuple(1 for _ in sizes)
+    theta = np.zeros(layout.parameter_count(net_sizes), dtype)
+    chunk_sums(theta, net_sizes, activations, np.zeros((1, 1), dtype), np.zeros((1, 1), dtype), 0, 0)
+
+
+def warm_up(client: Any, sizes: Sequence[int], activations: Sequence[str], dtype: np.dtype) -> None:
+    """Compile or load the kernels on each worker of `client`, one worker at a time, once."""
+    dtype = np.dtype(dtype)
+    scheduler = client.scheduler.address
+    for worker in sorted(client.scheduler_info()["workers"]):
+        key = (scheduler, worker, dtype.name)
+        if key in _warm:
+            continue
+        # One worker after the other: the first compiles and writes Numba's cache, the others
+        # load it; two writing the same cache file at once can crash (numba #4807).
+        client.run(_warm_up_here, tuple(sizes), tuple(activations), dtype, workers=[worker])
+        _warm.add(key)

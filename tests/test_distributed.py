@@ -1,0 +1,224 @@
+"""Data-parallel gradients and training on Dask (``loopbp.distributed``), on a local cluster.
+
+One module-scoped cluster of 2 single-threaded worker processes serves every test; its
+workers load the kernels that the rest of the suite compiled into Numba's cache.
+"""
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import pytest
+from problems import make_problem
+
+import loopbp
+from loopbp import distributed as chunked
+from loopbp.agreement import TOLERANCE, gradient_difference
+from loopbp.problems import seeded_problem
+
+da = pytest.importorskip("dask.array", reason='the distributed extra: pip install "loopbp[distributed]"')
+distributed = pytest.importorskip("distributed")
+
+SIZES, M = (13, 37, 29, 7), 999
+ACTS = ["tanh", "sigmoid", "identity"]
+
+
+def _cluster(workers, numba_threads):
+    cluster = distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        env={"NUMBA_NUM_THREADS": str(numba_threads)},
+    )
+    return cluster, distributed.Client(cluster, set_as_default=False)
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster, client = _cluster(2, 1)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def _chunked(X, Y, columns):
+    return da.from_array(X, chunks=(X.shape[0], columns)), da.from_array(Y, chunks=(Y.shape[0], columns))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("columns", [333, (400, 100, 499), 1], ids=["even", "uneven", "m=1"])
+def test_chunked_gradient_agrees_with_one_process(client, dtype, columns):
+    m = 40 if columns == 1 else M  # one task per sample: keep them few
+    W, b, X, Y, acts = make_problem(SIZES, m, ACTS, dtype)
+    Xd, Yd = _chunked(X, Y, columns)
+    result = loopbp.gradient(W, b, Xd, Yd, acts, scheduler=client)
+    reference = loopbp.gradient(W, b, X, Y, acts)
+    # float64: within 1e-12 relative per array; float32 within its own tolerance.
+    assert gradient_difference(result, reference) <= TOLERANCE[np.dtype(dtype)]
+    assert all(a.dtype == np.dtype(dtype) for a in result[1] + result[2])
+
+
+def test_chunked_gradient_is_bitwise_the_same_whatever_the_workers_and_threads(client):
+    W, b, X, Y, acts = make_problem(SIZES, M, ACTS)
+    Xd, Yd = _chunked(X, Y, 250)  # chunks large enough for Numba's threads to run
+    two_workers = loopbp.gradient(W, b, Xd, Yd, acts, scheduler=client)
+    cluster, one = _cluster(1, 2)  # one worker, two Numba threads
+    try:
+        one_worker = loopbp.gradient(W, b, Xd, Yd, acts, scheduler=one)
+    finally:
+        one.close()
+        cluster.close()
+    E2, dW2, db2 = two_workers
+    E1, dW1, db1 = one_worker
+    assert E1 == E2
+    assert all(np.array_equal(x, y) for x, y in zip(dW1 + db1, dW2 + db2))
+
+
+def test_network_gradient_and_fit_on_chunked_data(client):
+    net, X, Y = seeded_problem(SIZES, M)
+    Xd, Yd = _chunked(X, Y, 300)
+    assert gradient_difference(net.gradient(Xd, Yd, scheduler=client), net.gradient(X, Y)) <= 1e-12
+    # Full batch: the same steps as in one process, to rounding.
+    a = loopbp.Network.from_parameters(net.W, net.b, net.activations)
+    b = loopbp.Network.from_parameters(net.W, net.b, net.activations)
+    ha = a.fit(X, Y, learning_rate=0.1, epochs=4, progress=False)
+    hb = b.fit(Xd, Yd, learning_rate=0.1, epochs=4, progress=False, scheduler=client)
+    np.testing.assert_allclose(hb, ha, rtol=1e-12)
+    np.testing.assert_allclose(b.theta, a.theta, rtol=1e-10, atol=1e-14)
+    # Mini-batches of whole chunks: reproducible from the network's seed.
+    runs = []
+    for _ in range(2):
+        c = loopbp.Network(SIZES, ["sigmoid", "sigmoid", "identity"], seed=5)
+        runs.append(
+            (c.fit(Xd, Yd, learning_rate=0.1, epochs=2, batch_size=500, progress=False, scheduler=client), c)
+        )
+    (h1, c1), (h2, c2) = runs
+    assert np.array_equal(h1, h2) and np.array_equal(c1.theta, c2.theta)
+
+
+def test_divergence_on_chunked_data(client):
+    net, X, Y = seeded_problem((3, 4, 2), 60)
+    Xd, Yd = _chunked(X, Y, 30)
+    with pytest.raises(loopbp.TrainingDiverged, match="diverged in epoch"):
+        net.fit(Xd, Yd, learning_rate=1e8, epochs=200, progress=False, scheduler=client)
+    assert np.all(np.isfinite(net.theta))
+
+
+def test_zarr_store_is_read_chunk_by_chunk(client, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    W, b, X, Y, acts = make_problem(SIZES, M, ACTS)
+    for name, a in (("X", X), ("Y", Y)):
+        store = zarr.open_array(
+            str(tmp_path / f"{name}.zarr"), mode="w", shape=a.shape, chunks=(a.shape[0], 200), dtype=a.dtype
+        )
+        store[...] = a
+    Xd, Yd = da.from_zarr(str(tmp_path / "X.zarr")), da.from_zarr(str(tmp_path / "Y.zarr"))
+    assert Xd.chunks[1] == (200, 200, 200, 200, 199)
+    result = loopbp.gradient(W, b, Xd, Yd, acts, scheduler=client)
+    assert gradient_difference(result, loopbp.gradient(W, b, X, Y, acts)) <= 1e-12
+
+
+def _bad(X, Y):
+    # (X, Y, error, part of the message)
+    d = da.from_array
+    return [
+        (
+            d(X, chunks=(5, 300)),
+            d(Y, chunks=(7, 300)),
+            ValueError,
+            "X must be chunked along the samples only",
+        ),
+        (
+            d(X, chunks=(13, 300)),
+            d(Y, chunks=(7, 200)),
+            ValueError,
+            "Y must be chunked along the samples as X",
+        ),
+        (d(X.astype(complex), chunks=(13, 300)), d(Y, chunks=(7, 300)), TypeError, "X must have dtype"),
+        (
+            d(X.astype(np.float32), chunks=(13, 300)),
+            d(Y, chunks=(7, 300)),
+            TypeError,
+            "X must have the param",
+        ),
+        (d(X, chunks=(13, 300)), Y, TypeError, "X and Y must both be dask arrays"),
+        (d(X, chunks=(13, 300)), d(Y[:3], chunks=(3, 300)), ValueError, "Y must have 7 rows"),
+    ]
+
+
+def test_bad_chunked_input_gets_clear_errors(client):
+    W, b, X, Y, acts = make_problem(SIZES, M, ACTS)
+    for Xd, Yd, error, message in _bad(X, Y):
+        with pytest.raises(error, match=message):
+            loopbp.gradient(W, b, Xd, Yd, acts, scheduler=client)
+    poisoned = X.copy()
+    poisoned[2, 650] = np.nan  # in the third chunk of 300
+    with pytest.raises(
+        ValueError,
+        match=r"X must be finite, got nan at index \(2, 50\) \(in chunk 2, whose first sample is column 600",
+    ):
+        loopbp.gradient(
+            W,
+            b,
+            da.from_array(poisoned, chunks=(13, 300)),
+            da.from_array(Y, chunks=(7, 300)),
+            acts,
+            scheduler=client,
+        )
+    with pytest.raises(ValueError, match="backend must be 'loops' for dask arrays"):
+        loopbp.gradient(W, b, *_chunked(X, Y, 300), acts, backend="einsum", scheduler=client)
+    # Integer data is converted, as in one process.
+    Xi, Yi = (X > 0).astype(np.int64), (Y > 0).astype(np.int64)
+    result = loopbp.gradient(W, b, *_chunked(Xi, Yi, 300), acts, scheduler=client)
+    assert gradient_difference(result, loopbp.gradient(W, b, Xi, Yi, acts)) <= 1e-12
+
+
+def test_without_dask_the_error_says_what_to_install(monkeypatch):
+    for name in [n for n in sys.modules if n == "dask" or n.startswith(("dask.", "distributed"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "dask", None)
+    with pytest.raises(ImportError, match=r'pip install "loopbp\[distributed\]"'):
+        chunked.require_dask()
+
+
+def test_a_worker_killed_mid_fit_changes_nothing(client):
+    net, X, Y = seeded_problem(SIZES, M)
+    Xd, Yd = _chunked(X, Y, 250)
+    calm = loopbp.Network.from_parameters(net.W, net.b, net.activations)
+    h_calm = calm.fit(Xd, Yd, learning_rate=0.1, epochs=4, progress=False, scheduler=client)
+    victim = sorted(client.scheduler_info()["workers"])[0]
+    pid = client.run(os.getpid, workers=[victim])[victim]
+
+    def kill_after_epoch_1(epoch, E):
+        if epoch == 1:
+            os.kill(pid, signal.SIGKILL)  # its nanny starts a new worker; Dask reruns its chunks
+
+    hit = loopbp.Network.from_parameters(net.W, net.b, net.activations)
+    h_hit = hit.fit(
+        Xd, Yd, learning_rate=0.1, epochs=4, progress=False, scheduler=client, callback=kill_after_epoch_1
+    )
+    assert victim not in client.scheduler_info()["workers"] or client.run(os.getpid)[victim] != pid
+    assert np.array_equal(h_hit, h_calm) and np.array_equal(hit.theta, calm.theta)
+
+
+def test_no_worker_left_is_a_clear_error_and_the_network_keeps_its_step(monkeypatch):
+    monkeypatch.setattr(chunked, "WORKER_CHECK_SECONDS", 0.2)
+    cluster, alone = _cluster(1, 1)
+    try:
+        net, X, Y = seeded_problem((3, 4, 2), 40)
+        Xd, Yd = _chunked(X, Y, 20)
+        net.fit(Xd, Yd, learning_rate=0.1, epochs=1, progress=False, scheduler=alone)
+        before = net.theta.copy()
+        cluster.scale(0)
+        deadline = time.monotonic() + 30
+        while alone.scheduler_info()["workers"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(RuntimeError, match="no Dask worker is left"):
+            net.fit(Xd, Yd, learning_rate=0.1, epochs=3, progress=False, scheduler=alone)
+        assert np.array_equal(net.theta, before)
+    finally:
+        alone.close()
+        cluster.close()
