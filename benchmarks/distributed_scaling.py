@@ -68,7 +68,7 @@ def cluster(sizes, m, dtype, repeat, workers):
             dashboard_address=":0",
             env={"NUMBA_NUM_THREADS": str(numba_threads)},
         ) as local,
-        distributed.Client(local, set_as_default=False) as client,
+        distributed.Client(local) as client,
     ):
         rng = da.random.default_rng(1)
         columns = -(-m // workers)

@@ -110,7 +110,7 @@ def chunk_sums(
     """
     _limit_numba_threads()
     dtype = theta.dtype
-    loops = engine.engine_for(sizes, activations, dtype)
+    loops = _chunk_engine(sizes, activations, dtype)
     X, Y = engine.kernel_array(np.asarray(X)), engine.kernel_array(np.asarray(Y))
 
     def inputs_error(X, Y):
@@ -131,11 +131,25 @@ def chunk_sums(
     return sums
 
 
+#: The buffers of the chunks a worker runs, kept between steps whatever their size (a
+#: chunk's are as large as the chunk): two shapes, for a last chunk of another width.
+_chunk_workspaces = engine.WorkspacePool(slots=2)
+_chunk_engines: dict = {}
+
+
+def _chunk_engine(sizes, activations, dtype):
+    key = (sizes, activations, dtype)
+    if key not in _chunk_engines:
+        _chunk_engines.clear()  # one network at a time in a worker's steps
+        _chunk_engines[key] = engine.Engine(sizes, activations, dtype, _chunk_workspaces)
+    return _chunk_engines[key]
+
+
 def tree_sum(parts: list) -> Any:
     """Add `parts` (Dask delayed values) pairwise in a binary tree fixed by their order."""
     from dask import delayed
 
-    add = delayed(np.add, pure=True)
+    add = delayed(np.add, pure=False)
     while len(parts) > 1:
         pairs = range(0, len(parts), 2)
         parts = [add(parts[k], parts[k + 1]) if k + 1 < len(parts) else parts[k] for k in pairs]
@@ -181,7 +195,9 @@ def gradient(
     # theta goes into the graph once, as one key that every chunk's task depends on, and
     # so travels to each worker once per call.
     theta_key = delayed(theta, pure=True)
-    task = delayed(chunk_sums, pure=True)
+    # Not pure: a call computes its sums afresh, rather than finding a previous call's
+    # result for the same theta still held by the scheduler.
+    task = delayed(chunk_sums, pure=False)
     starts = np.concatenate([[0], np.cumsum(X.chunks[1])[:-1]])
     parts = [
         task(theta_key, sizes, activations, x, y, k, int(start))
@@ -231,7 +247,7 @@ def scatter_samples(X: np.ndarray, Y: np.ndarray, scheduler: Any = None, chunks:
 # --- the client, and Numba inside the workers ---------------------------------------
 
 _lock = threading.Lock()
-_local = {}  # the local cluster and its client, started once per process
+_local = {}  # the local cluster's client ("client") and clients by scheduler address
 _warm = set()  # (scheduler address, worker address, sizes length, dtype) warmed up
 
 
@@ -261,9 +277,12 @@ def client_for(scheduler: Any = None) -> Any:
             f"scheduler must be None, 'local', a scheduler address or a distributed.Client, "
             f"got {type(scheduler).__name__}"
         )
-    if scheduler not in (None, "local"):
-        return distributed.Client(scheduler, set_as_default=False)
     with _lock:
+        if scheduler not in (None, "local"):
+            # One connection per address, kept for the next steps (a new one if it was closed).
+            if scheduler not in _local or _local[scheduler].status in ("closing", "closed"):
+                _local[scheduler] = distributed.Client(scheduler, set_as_default=False)
+            return _local[scheduler]
         if "client" not in _local:
             cores = os.cpu_count() or 1
             cluster = distributed.LocalCluster(

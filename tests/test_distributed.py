@@ -222,3 +222,20 @@ def test_no_worker_left_is_a_clear_error_and_the_network_keeps_its_step(monkeypa
     finally:
         alone.close()
         cluster.close()
+
+
+def test_the_client_is_found_as_dask_users_expect(client):
+    assert chunked.client_for(client) is client
+    address = client.scheduler.address
+    by_address = chunked.client_for(address)
+    try:
+        assert chunked.client_for(address) is by_address  # one connection per address
+        assert by_address.scheduler.address == address
+    finally:
+        by_address.close()
+    assert chunked.client_for(address) is not by_address  # closed: connected again
+    chunked.client_for(address).close()
+    with client.as_current():
+        assert chunked.client_for(None) is client
+    with pytest.raises(TypeError, match="scheduler must be None, 'local', a scheduler address"):
+        chunked.client_for(8786)
