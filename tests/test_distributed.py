@@ -25,10 +25,10 @@ SIZES, M = (13, 37, 29, 7), 999
 ACTS = ["tanh", "sigmoid", "identity"]
 
 
-def _cluster(workers, numba_threads):
+def _cluster(workers, numba_threads, threads_per_worker=1):
     cluster = distributed.LocalCluster(
         n_workers=workers,
-        threads_per_worker=1,
+        threads_per_worker=threads_per_worker,
         processes=True,
         dashboard_address=":0",
         env={"NUMBA_NUM_THREADS": str(numba_threads)},
@@ -64,17 +64,17 @@ def test_chunked_gradient_agrees_with_one_process(client, dtype, columns):
 def test_chunked_gradient_is_bitwise_the_same_whatever_the_workers_and_threads(client):
     W, b, X, Y, acts = make_problem(SIZES, M, ACTS)
     Xd, Yd = _chunked(X, Y, 250)  # chunks large enough for Numba's threads to run
-    two_workers = loopbp.gradient(W, b, Xd, Yd, acts, scheduler=client)
-    cluster, one = _cluster(1, 2)  # one worker, two Numba threads
-    try:
-        one_worker = loopbp.gradient(W, b, Xd, Yd, acts, scheduler=one)
-    finally:
-        one.close()
-        cluster.close()
-    E2, dW2, db2 = two_workers
-    E1, dW1, db1 = one_worker
-    assert E1 == E2
-    assert all(np.array_equal(x, y) for x, y in zip(dW1 + db1, dW2 + db2))
+    E, dW, db = loopbp.gradient(W, b, Xd, Yd, acts, scheduler=client)  # 2 workers of 1 thread
+    # One worker with two Numba threads; one worker with two threads of its own.
+    for workers, numba_threads, threads_per_worker in ((1, 2, 1), (1, 2, 2)):
+        cluster, other = _cluster(workers, numba_threads, threads_per_worker)
+        try:
+            E_o, dW_o, db_o = loopbp.gradient(W, b, Xd, Yd, acts, scheduler=other)
+        finally:
+            other.close()
+            cluster.close()
+        assert E_o == E
+        assert all(np.array_equal(x, y) for x, y in zip(dW_o + db_o, dW + db))
 
 
 def test_network_gradient_and_fit_on_chunked_data(client):
