@@ -402,14 +402,17 @@ def train(args: argparse.Namespace) -> int:
         )
         if args.backend == "loops":
             _note_compile("float64", "train", driver="training_loop.train_epochs")
-        result = examples.train_sine(
-            epochs=args.epochs,
-            learning_rate=args.learning_rate,
-            seed=args.seed,
-            backend=args.backend,
-            progress=progress,
-            scheduler=args.scheduler,
-        )
+        try:
+            result = examples.train_sine(
+                epochs=args.epochs,
+                learning_rate=args.learning_rate,
+                seed=args.seed,
+                backend=args.backend,
+                progress=progress,
+                scheduler=args.scheduler,
+            )
+        except OSError as err:  # includes TimeoutError: the scheduler cannot be reached
+            return _error(f"cannot reach the Dask scheduler {args.scheduler}: {err}")
         print(f"final E {result.history[-1]:.6g} (first {result.history[0]:.6g})")
     else:
         print(
@@ -432,6 +435,8 @@ def train(args: argparse.Namespace) -> int:
             )
         except ImportError as err:
             return _error(str(err))
+        except OSError as err:  # includes TimeoutError: the scheduler cannot be reached
+            return _error(f"cannot reach the Dask scheduler {args.scheduler}: {err}")
         accuracy = result.test_accuracy
         print(f"final E {result.history[-1]:.6g}, test accuracy {accuracy:.2%} (450 held-out digits)")
     # Full batch: one step per epoch. The first epoch, run apart, compiled or loaded the kernels.

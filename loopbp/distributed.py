@@ -21,9 +21,9 @@ Which scheduler runs the chunks (`client_for`): a ``distributed.Client`` or a sc
 address given as ``scheduler=``; else the current client, as Dask users expect; else a
 local cluster that loopbp starts once per process, with one single-threaded worker process
 per core (said once, at INFO level, on the ``loopbp`` logger). Inside the workers, Numba
-runs ``cores // worker threads`` threads at most, so that the workers never
-oversubscribe the machine, and the kernels are compiled (or loaded from Numba's cache)
-once per worker, one worker at a time, before the first chunk runs: two processes
+runs cores // (worker processes on the host) threads, so that the workers of one host
+share its cores, and the kernels are compiled (or loaded from Numba's cache) on each
+worker, one worker at a time, before the first step it takes part in: two processes
 writing one cache file at once can crash. Several threads in one worker are safe under
 any threading layer, as ``loopbp.thread_safety`` lets one parallel region run at a time.
 """
@@ -43,6 +43,7 @@ from .validation import (
     check_backend,
     check_chunked_samples,
     check_chunked_targets,
+    check_positive,
     check_samples,
     check_targets,
 )
@@ -56,6 +57,21 @@ EXTRA = 'pip install "loopbp[distributed]"'
 def is_dask_array(a: Any) -> bool:
     """Whether `a` is a ``dask.array.Array``, found without importing Dask."""
     return type(a).__name__ == "Array" and type(a).__module__.startswith("dask.array")
+
+
+def wants_chunks(X: Any, Y: Any, scheduler: Any) -> bool:
+    """Whether X and Y take the chunked path: either is a dask array.
+
+    Raises a ``ValueError`` for a `scheduler` given with neither: it would be ignored.
+    """
+    chunked = is_dask_array(X) or is_dask_array(Y)
+    if scheduler is not None and not chunked:
+        raise ValueError(
+            f"scheduler applies to dask arrays X and Y (chunked along the samples), got "
+            f"{type(X).__name__} and {type(Y).__name__}, which would be computed in this process; "
+            f"make them dask arrays, for instance with loopbp.distributed.scatter_samples"
+        )
+    return chunked
 
 
 def require_dask() -> None:
@@ -97,8 +113,12 @@ def chunk_sums(
     Y: np.ndarray,
     chunk: int,
     start: int,
+    processes: dict | None = None,
 ) -> np.ndarray:
     """The unscaled sums of one chunk of samples: run where the chunk lives.
+
+    `chunk` and `start` (its first sample's column in the whole X) name a bad value in
+    the errors; `processes` (worker processes by host) sets Numba's threads.
 
     Returns
     -------
@@ -108,19 +128,19 @@ def chunk_sums(
         laid out like theta. Added over the chunks and divided by the global m, they give
         E (halved) and the gradient.
     """
-    _limit_numba_threads()
+    _limit_numba_threads(processes or {})
     dtype = theta.dtype
     loops = _chunk_engine(sizes, activations, dtype)
     X, Y = engine.kernel_array(np.asarray(X)), engine.kernel_array(np.asarray(Y))
 
     def inputs_error(X, Y):
-        # The chunk's own checks, with where the chunk starts, so that the message names
-        # the sample as a column of the whole X or Y.
+        # The checks of one process, told where the chunk starts, so that the message names
+        # the sample as a column of the whole X or Y; the chunk is named too.
         try:
-            X = check_samples(X, sizes[0], dtype)
-            check_targets(Y, sizes[-1], X.shape[1], dtype)
+            X = check_samples(X, sizes[0], dtype, first_column=start)
+            check_targets(Y, sizes[-1], X.shape[1], dtype, first_column=start)
         except ValueError as err:
-            raise ValueError(f"{err} (in chunk {chunk}, whose first sample is column {start})") from None
+            raise ValueError(f"{err} (in chunk {chunk})") from None
 
     E, grad = loops.gradient(theta, X, Y, inputs_error)
     m = X.shape[1]
@@ -139,10 +159,12 @@ _chunk_engines: dict = {}
 
 def _chunk_engine(sizes, activations, dtype):
     key = (sizes, activations, dtype)
-    if key not in _chunk_engines:
+    loops = _chunk_engines.get(key)
+    if loops is None:
+        loops = engine.Engine(sizes, activations, dtype, _chunk_workspaces)
         _chunk_engines.clear()  # one network at a time in a worker's steps
-        _chunk_engines[key] = engine.Engine(sizes, activations, dtype, _chunk_workspaces)
-    return _chunk_engines[key]
+        _chunk_engines[key] = loops
+    return loops
 
 
 def tree_sum(parts: list) -> Any:
@@ -190,7 +212,7 @@ def gradient(
 
     X, Y = check_chunked(X, Y, sizes, theta.dtype, backend)
     client = client_for(scheduler)
-    warm_up(client, sizes, activations, theta.dtype)
+    processes = warm_up(client, sizes, activations, theta.dtype)
     m = X.shape[1]
     # theta goes into the graph once, as one key that every chunk's task depends on, and
     # so travels to each worker once per call.
@@ -200,7 +222,7 @@ def gradient(
     task = delayed(chunk_sums, pure=False)
     starts = np.concatenate([[0], np.cumsum(X.chunks[1])[:-1]])
     parts = [
-        task(theta_key, sizes, activations, x, y, k, int(start))
+        task(theta_key, sizes, activations, x, y, k, int(start), processes)
         for k, (x, y, start) in enumerate(zip(X.to_delayed().ravel(), Y.to_delayed().ravel(), starts))
     ]
     sums = _result(client, client.compute(tree_sum(parts)))
@@ -216,31 +238,58 @@ WORKER_CHECK_SECONDS = 2.0
 
 def _result(client, future):
     # A worker that dies is replaced by Dask, which computes its chunks again from their
-    # source on the workers left; with none left the step would wait forever: say so.
-    while True:
-        try:
-            return future.result(timeout=WORKER_CHECK_SECONDS)
-        except TimeoutError:
-            if not client.scheduler_info()["workers"]:
-                future.cancel()
-                raise RuntimeError(
-                    f"no Dask worker is left at {client.scheduler.address} to compute the gradient's "
-                    f"chunks; start workers (or another cluster) and call again: a Network keeps "
-                    f"the parameters of its last finished step"
-                ) from None
+    # source on the workers left; with none left the step would wait forever: say so,
+    # after two checks in a row (a nanny restarting a lone worker leaves none for a moment).
+    import distributed
+
+    empty = 0
+    try:
+        while True:
+            try:
+                return future.result(timeout=WORKER_CHECK_SECONDS)
+            # (distributed's TimeoutError is asyncio's, another class before Python 3.11.)
+            except (TimeoutError, distributed.TimeoutError):
+                empty = 0 if client.nthreads() else empty + 1
+                if empty >= 2:
+                    raise RuntimeError(
+                        f"no Dask worker is left at {client.scheduler.address} to compute the "
+                        f"gradient's chunks; start workers (or another cluster) and call again: a "
+                        f"Network keeps the parameters of its last finished step"
+                    ) from None
+    except BaseException:
+        # Ctrl-C or an error: the cluster need not finish the step.
+        future.cancel()
+        raise
 
 
-def scatter_samples(X: np.ndarray, Y: np.ndarray, scheduler: Any = None, chunks: int | None = None) -> tuple:
-    """In-memory X and Y as dask arrays on the workers: `chunks` chunks of samples (default:
-    one per worker), sent once and kept there (``Client.persist``)."""
+def scatter_samples(X: Any, Y: Any, scheduler: Any = None, chunks: int | None = None) -> tuple:
+    """In-memory X and Y as dask arrays held by the workers, for `Network.fit` and friends.
+
+    Parameters
+    ----------
+    X, Y : 2-D arrays with as many columns (samples)
+    scheduler
+        As in `client_for`.
+    chunks : int or None
+        How many chunks of samples; None: one per worker.
+
+    Returns
+    -------
+    X, Y : dask arrays
+        Chunked along the samples alike, sent to the workers once and kept there
+        (``Client.persist``); the graph that sends them holds the arrays until then.
+    """
     require_dask()
     import dask.array as da
 
+    X, Y = np.asarray(X), np.asarray(Y)
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[1] != Y.shape[1]:
+        raise ValueError(f"X and Y must be 2-D with as many columns, got shapes {X.shape} and {Y.shape}")
     client = client_for(scheduler)
-    n = chunks or max(1, len(client.scheduler_info()["workers"]))
-    columns = -(-X.shape[1] // n)
-    Xd = da.from_array(np.asarray(X), chunks=(X.shape[0], columns))
-    Yd = da.from_array(np.asarray(Y), chunks=(Y.shape[0], columns))
+    n = max(1, len(client.nthreads())) if chunks is None else check_positive(chunks, "chunks", integer=True)
+    columns = max(1, -(-X.shape[1] // n))
+    Xd = da.from_array(X, chunks=(X.shape[0], columns))
+    Yd = da.from_array(Y, chunks=(Y.shape[0], columns))
     return tuple(client.persist([Xd, Yd]))
 
 
@@ -248,7 +297,7 @@ def scatter_samples(X: np.ndarray, Y: np.ndarray, scheduler: Any = None, chunks:
 
 _lock = threading.Lock()
 _local = {}  # the local cluster's client ("client") and clients by scheduler address
-_warm = set()  # (scheduler address, worker address, sizes length, dtype) warmed up
+_warm = set()  # (scheduler address, worker address, dtype name) warmed up
 
 
 def client_for(scheduler: Any = None) -> Any:
@@ -302,38 +351,86 @@ def client_for(scheduler: Any = None) -> Any:
         return _local["client"]
 
 
-def _limit_numba_threads():
-    # Numba threads x worker threads <= cores: a worker with several threads gives each
-    # its share (set_num_threads is per calling thread, so it is set in each task).
+def close_local_cluster() -> None:
+    """Close the local cluster that `client_for` started, if it started one (else nothing)."""
+    with _lock:
+        client = _local.pop("client", None)
+    if client is not None:
+        cluster = client.cluster
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _host(address):
+    # "tcp://10.0.0.5:40123" -> "10.0.0.5"
+    return address.split("://")[-1].rsplit(":", 1)[0]
+
+
+def _limit_numba_threads(processes):
+    # The worker processes of one host share its cores: each gets cores / processes Numba
+    # threads. Within a process, loopbp runs one parallel region at a time
+    # (thread_safety), so a worker's own threads need no share of their own.
+    # set_num_threads is per calling thread, so it is set in each task.
     import numba
 
     try:
         from distributed import get_worker
 
-        threads = get_worker().state.nthreads
+        host = _host(get_worker().address)
     except (ImportError, ValueError):
         return
-    share = max(1, (os.cpu_count() or 1) // max(1, threads))
+    share = max(1, _cores() // max(1, processes.get(host, 1)))
     numba.set_num_threads(min(share, numba.config.NUMBA_NUM_THREADS))
 
 
-def _warm_up_here(sizes, activations, dtype):
+def _warm_up_here(sizes, activations, dtype, processes):
     # One tiny chunk through the same compiled call as every chunk: it compiles the
     # kernels, or loads them from Numba's cache.
     net_sizes = tuple(1 for _ in sizes)
     theta = np.zeros(layout.parameter_count(net_sizes), dtype)
-    chunk_sums(theta, net_sizes, activations, np.zeros((1, 1), dtype), np.zeros((1, 1), dtype), 0, 0)
+    zeros = np.zeros((1, 1), dtype)
+    chunk_sums(theta, net_sizes, activations, zeros, zeros, 0, 0, processes)
 
 
-def warm_up(client: Any, sizes: Sequence[int], activations: Sequence[str], dtype: np.dtype) -> None:
-    """Compile or load the kernels on each worker of `client`, one worker at a time, once."""
+def warm_up(client: Any, sizes: Sequence[int], activations: Sequence[str], dtype: np.dtype) -> dict:
+    """Compile or load the kernels on each worker of `client` not yet warmed, one at a time.
+
+    Returns
+    -------
+    dict
+        The number of worker processes on each host, for `chunk_sums`.
+    """
     dtype = np.dtype(dtype)
     scheduler = client.scheduler.address
-    for worker in sorted(client.scheduler_info()["workers"]):
-        key = (scheduler, worker, dtype.name)
-        if key in _warm:
-            continue
-        # One worker after the other: the first compiles and writes Numba's cache, the others
-        # load it; two writing the same cache file at once can crash (numba #4807).
-        client.run(_warm_up_here, tuple(sizes), tuple(activations), dtype, workers=[worker])
-        _warm.add(key)
+    workers = sorted(client.nthreads())
+    processes = {}
+    for worker in workers:
+        processes[_host(worker)] = processes.get(_host(worker), 0) + 1
+    with _lock:
+        for worker in workers:
+            key = (scheduler, worker, dtype.name)
+            if key in _warm:
+                continue
+            # One worker after the other: the first compiles and writes Numba's cache, the
+            # others load it; two writing one cache file at once can crash (numba #4807).
+            # A task, not client.run, so that compiling does not block the worker's event loop.
+            task = client.submit(
+                _warm_up_here,
+                tuple(sizes),
+                tuple(activations),
+                dtype,
+                processes,
+                workers=[worker],
+                pure=False,
+            )
+            task.result()
+            _warm.add(key)
+    return processes

@@ -168,7 +168,7 @@ def gradient(
     >>> [g.shape for g in dW], [g.shape for g in db]
     ([(3, 2), (1, 3)], [(3,), (1,)])
     """
-    if distributed.is_dask_array(X) or distributed.is_dask_array(Y):
+    if distributed.wants_chunks(X, Y, scheduler):
         W, b, names, _, _ = check_parameters(W, b, activations)
         sizes = (W[0].shape[1], *(w.shape[0] for w in W))
         theta = layout.pack(W, b)

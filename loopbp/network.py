@@ -199,7 +199,7 @@ class Network:
         With the loops backend, dW and db are views of one new flat array laid out like
         `theta`.
         """
-        if distributed.is_dask_array(X) or distributed.is_dask_array(Y):
+        if distributed.wants_chunks(X, Y, scheduler):
             self.require_finite_parameters()
             E, grad = distributed.gradient(
                 self.theta, self.sizes, self.activations, X, Y, backend=backend, scheduler=scheduler

@@ -74,10 +74,9 @@ def fit(
     check_backend(backend)
     learning_rate = check_positive(learning_rate, "learning_rate", integer=False)
     epochs = int(check_positive(epochs, "epochs", integer=True))
-    chunked = distributed.is_dask_array(X) or distributed.is_dask_array(Y)
+    chunked = distributed.wants_chunks(X, Y, scheduler)
     if chunked:
         X, Y = distributed.check_chunked(X, Y, net.sizes, net.dtype, backend)
-        client = distributed.client_for(scheduler)
     else:
         X = kernel_array(check_samples(X, net.sizes[0], net.dtype))
         Y = kernel_array(check_targets(Y, net.sizes[-1], X.shape[1], net.dtype))
@@ -89,6 +88,8 @@ def fit(
     check_flag(progress, "progress")
     check_callback(callback)
     net.require_finite_parameters()
+    # Last: finding the client may start a local cluster.
+    client = distributed.client_for(scheduler) if chunked else None
 
     # NaN until an epoch finishes: on Ctrl-C the finite head is what was done.
     history = np.full(epochs, np.nan)

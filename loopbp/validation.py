@@ -190,11 +190,16 @@ def _check_rank(a, name, ndim, shape_text):
         )
 
 
-def _check_finite(a, name):
+def _check_finite(a, name, first_column=0):
+    # `first_column`: where `a` starts in a larger array whose columns are samples (a
+    # chunk's), so that the index names the sample of the whole.
     finite = np.isfinite(a)
     if not finite.all():
         where = tuple(int(k) for k in np.argwhere(~finite)[0])
-        raise ValueError(f"{name} must be finite, got {a[where]} at index {where}")
+        value = a[where]
+        if first_column:
+            where = (*where[:-1], where[-1] + first_column)
+        raise ValueError(f"{name} must be finite, got {value} at index {where}")
 
 
 def check_parameters(
@@ -255,7 +260,7 @@ def check_parameters(
     return W, b, names, codes, dtype
 
 
-def _data_in_dtype(a, name, dtype):
+def _data_in_dtype(a, name, dtype, first_column=0):
     # X or Y, of the right shape: integer and bool arrays converted to the parameters'
     # dtype, any other float refused (a silent cast would hide a float32/float64 mix-up).
     if a.dtype.kind in "biu":
@@ -265,12 +270,17 @@ def _data_in_dtype(a, name, dtype):
             f"{name} must have the parameters' dtype {dtype}, got {a.dtype}; convert it with "
             f"{name}.astype(np.{dtype})"
         )
-    _check_finite(a, name)
+    _check_finite(a, name, first_column)
     return a
 
 
-def check_samples(X: Any, n_inputs: int, dtype: np.dtype, name: str = "X") -> np.ndarray:
-    """Validate X, of shape (n^0, m), converting integer or bool arrays to `dtype`."""
+def check_samples(
+    X: Any, n_inputs: int, dtype: np.dtype, name: str = "X", first_column: int = 0
+) -> np.ndarray:
+    """Validate X, of shape (n^0, m), converting integer or bool arrays to `dtype`.
+
+    `first_column` is where X starts if it is a chunk of a larger X, for the messages.
+    """
     X = _as_array(X, name)
     _check_kind(X, name, allow_integer=True)
     _check_rank(X, name, 2, f"({n_inputs}, m)")
@@ -280,17 +290,18 @@ def check_samples(X: Any, n_inputs: int, dtype: np.dtype, name: str = "X") -> np
         )
     if X.shape[1] == 0:
         raise ValueError(f"{name} must hold at least one sample (m >= 1), got shape {X.shape}")
-    return _data_in_dtype(X, name, dtype)
+    return _data_in_dtype(X, name, dtype, first_column)
 
 
-def check_targets(Y: Any, n_outputs: int, m: int, dtype: np.dtype) -> np.ndarray:
-    """Validate Y, of shape (n^L, m), converting integer or bool arrays to `dtype`."""
+def check_targets(Y: Any, n_outputs: int, m: int, dtype: np.dtype, first_column: int = 0) -> np.ndarray:
+    """Validate Y, of shape (n^L, m), converting integer or bool arrays to `dtype` (see
+    `check_samples` for `first_column`)."""
     Y = _as_array(Y, "Y")
     _check_kind(Y, "Y", allow_integer=True)
     _check_rank(Y, "Y", 2, f"({n_outputs}, {m})")
     if Y.shape != (n_outputs, m):
         raise ValueError(f"Y must have shape (n^L, m) = ({n_outputs}, {m}), got {Y.shape}")
-    return _data_in_dtype(Y, "Y", dtype)
+    return _data_in_dtype(Y, "Y", dtype, first_column)
 
 
 def check_theta(theta: Any, p: int, dtype: np.dtype, sizes: Sequence[int]) -> np.ndarray:
@@ -311,22 +322,22 @@ def check_theta(theta: Any, p: int, dtype: np.dtype, sizes: Sequence[int]) -> np
     return theta
 
 
-def _check_chunked(a: Any, name: str, rows: int, shape_text: str, dtype: np.dtype) -> Any:
-    # What the in-process checks ask of X or Y, asked of a chunked array's metadata: its
-    # values are checked chunk by chunk, where they live.
-    if a.ndim != 2:
-        raise ValueError(f"{name} must be 2-D with shape {shape_text}, got {a.ndim}-D with shape {a.shape}")
+def _check_chunked(a: Any, name: str, shape_text: str) -> None:
+    # What the in-process checks ask of X or Y, asked of a chunked array's metadata (the
+    # values are checked chunk by chunk, where they live), with the same messages.
+    _check_rank(a, name, 2, shape_text)
     _check_kind(a, name, allow_integer=True)
     if any(np.isnan(n) for n in a.shape):
         raise ValueError(
             f"{name} must have known chunk sizes, got shape {a.shape}; call {name}.compute_chunk_sizes()"
         )
-    if a.shape[0] != rows:
-        raise ValueError(f"{name} must have {rows} rows, got shape {a.shape}")
+
+
+def _chunked_in_dtype(a: Any, name: str, dtype: np.dtype) -> Any:
     if len(a.chunks[0]) != 1:
         raise ValueError(
-            f"{name} must be chunked along the samples only, its {rows} rows in one chunk, got row "
-            f"chunks {a.chunks[0]}; rechunk it with {name}.rechunk({{0: -1}})"
+            f"{name} must be chunked along the samples only, its {a.shape[0]} rows in one chunk, got "
+            f"row chunks {a.chunks[0]}; rechunk it with {name}.rechunk({{0: -1}})"
         )
     if a.dtype.kind in "biu":
         return a.astype(dtype)
@@ -341,21 +352,24 @@ def _check_chunked(a: Any, name: str, rows: int, shape_text: str, dtype: np.dtyp
 def check_chunked_samples(X: Any, n_inputs: int, dtype: np.dtype) -> Any:
     """Validate a ``dask.array`` X of shape (n^0, m), chunked along the samples only.
 
-    Integer and bool arrays are converted to `dtype` (lazily); the values themselves are
-    checked chunk by chunk where they are computed.
+    The messages are `check_samples`'; integer and bool arrays are converted to `dtype`
+    (lazily); the values themselves are checked chunk by chunk where they are computed.
     """
-    X = _check_chunked(X, "X", n_inputs, f"({n_inputs}, m)", dtype)
+    _check_chunked(X, "X", f"({n_inputs}, m)")
+    if X.shape[0] != n_inputs:
+        raise ValueError(f"X must have n^0 = {n_inputs} rows (one sample per column), got shape {X.shape}")
     if X.shape[1] == 0:
         raise ValueError(f"X must hold at least one sample (m >= 1), got shape {X.shape}")
-    return X
+    return _chunked_in_dtype(X, "X", dtype)
 
 
 def check_chunked_targets(Y: Any, n_outputs: int, X: Any, dtype: np.dtype) -> Any:
     """Validate a ``dask.array`` Y of shape (n^L, m), chunked along the samples as X is."""
     m = X.shape[1]
-    Y = _check_chunked(Y, "Y", n_outputs, f"({n_outputs}, {m})", dtype)
+    _check_chunked(Y, "Y", f"({n_outputs}, {m})")
     if Y.shape != (n_outputs, m):
         raise ValueError(f"Y must have shape (n^L, m) = ({n_outputs}, {m}), got {Y.shape}")
+    Y = _chunked_in_dtype(Y, "Y", dtype)
     if Y.chunks[1] != X.chunks[1]:
         raise ValueError(
             f"Y must be chunked along the samples as X is, X's column chunks {X.chunks[1]}, got "

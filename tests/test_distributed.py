@@ -145,7 +145,13 @@ def _bad(X, Y):
             "X must have the param",
         ),
         (d(X, chunks=(13, 300)), Y, TypeError, "X and Y must both be dask arrays"),
-        (d(X, chunks=(13, 300)), d(Y[:3], chunks=(3, 300)), ValueError, "Y must have 7 rows"),
+        (
+            d(X, chunks=(13, 300)),
+            d(Y[:3], chunks=(3, 300)),
+            ValueError,
+            r"Y must have shape \(n\^L, m\) = \(7, 999\)",
+        ),
+        (d(X[:5], chunks=(5, 300)), d(Y, chunks=(7, 300)), ValueError, r"X must have n\^0 = 13 rows"),
     ]
 
 
@@ -156,10 +162,8 @@ def test_bad_chunked_input_gets_clear_errors(client):
             loopbp.gradient(W, b, Xd, Yd, acts, scheduler=client)
     poisoned = X.copy()
     poisoned[2, 650] = np.nan  # in the third chunk of 300
-    with pytest.raises(
-        ValueError,
-        match=r"X must be finite, got nan at index \(2, 50\) \(in chunk 2, whose first sample is column 600",
-    ):
+    # The message of one process, and the chunk.
+    with pytest.raises(ValueError, match=r"X must be finite, got nan at index \(2, 650\) \(in chunk 2\)"):
         loopbp.gradient(
             W,
             b,
@@ -239,3 +243,53 @@ def test_the_client_is_found_as_dask_users_expect(client):
         assert chunked.client_for(None) is client
     with pytest.raises(TypeError, match="scheduler must be None, 'local', a scheduler address"):
         chunked.client_for(8786)
+
+
+def test_a_scheduler_with_numpy_data_is_an_error():
+    W, b, X, Y, acts = make_problem((3, 4, 2), 10, ["tanh", "identity"])
+    with pytest.raises(ValueError, match="scheduler applies to dask arrays X and Y"):
+        loopbp.gradient(W, b, X, Y, acts, scheduler="local")
+    with pytest.raises(ValueError, match="scheduler applies to dask arrays X and Y"):
+        loopbp.Network([3, 4, 2], acts, seed=0).fit(X, Y, learning_rate=0.1, epochs=1, scheduler="local")
+
+
+def test_the_zarr_example_and_the_command_line_on_a_cluster(client, tmp_path, capsys):
+    pytest.importorskip("zarr")
+    from loopbp import cli, examples
+
+    X_path, Y_path = examples.write_regression_zarr(
+        str(tmp_path), m=3000, n_inputs=6, chunk=1000, scheduler=client
+    )
+    X = da.from_zarr(X_path)
+    assert X.shape == (6, 3000) and X.chunks[1] == (1000, 1000, 1000) and X.dtype == np.float32
+    result = examples.train_from_zarr(str(tmp_path), epochs=3, scheduler=client)
+    assert result.network.dtype == np.float32 and result.history[-1] < result.history[0]
+    status = cli.main(
+        ["train", "sine", "--epochs", "3", "--no-progress", "--scheduler", client.scheduler.address]
+    )
+    out = capsys.readouterr().out
+    assert status == 0 and f"on the Dask scheduler {client.scheduler.address}" in out and "final E" in out
+
+
+def test_the_local_cluster_starts_once_and_says_so(monkeypatch, caplog):
+    # A one-worker cluster stands in for the one worker per core that loopbp starts.
+    real = distributed.LocalCluster
+
+    def small(**settings):
+        return real(**{**settings, "n_workers": 1, "dashboard_address": ":0"})
+
+    monkeypatch.setattr(distributed, "LocalCluster", small)
+    chunked.close_local_cluster()
+    try:
+        with caplog.at_level("INFO", logger="loopbp"):
+            first = chunked.client_for("local")
+            assert chunked.client_for("local") is first
+        started = [r for r in caplog.records if "started a local Dask cluster" in r.getMessage()]
+        assert len(started) == 1
+        net, X, Y = seeded_problem((3, 4, 2), 50)
+        assert (
+            gradient_difference(net.gradient(*_chunked(X, Y, 25), scheduler="local"), net.gradient(X, Y))
+            <= 1e-12
+        )
+    finally:
+        chunked.close_local_cluster()
