@@ -400,20 +400,7 @@ def train(args: argparse.Namespace) -> int:
             f"{args.epochs} epochs, seed {args.seed}, {args.backend} backend{where}",
             flush=True,
         )
-        if args.backend == "loops":
-            _note_compile("float64", "train", driver="training_loop.train_epochs")
-        try:
-            result = examples.train_sine(
-                epochs=args.epochs,
-                learning_rate=args.learning_rate,
-                seed=args.seed,
-                backend=args.backend,
-                progress=progress,
-                scheduler=args.scheduler,
-            )
-        except OSError as err:  # includes TimeoutError: the scheduler cannot be reached
-            return _error(f"cannot reach the Dask scheduler {args.scheduler}: {err}")
-        print(f"final E {result.history[-1]:.6g} (first {result.history[0]:.6g})")
+        run, extra = examples.train_sine, {}
     else:
         print(
             f"loopbp train digits: 64-{args.hidden}-10 sigmoid/identity, one-hot targets, learning rate "
@@ -421,22 +408,26 @@ def train(args: argparse.Namespace) -> int:
             f"{args.backend} backend{where}",
             flush=True,
         )
-        if args.backend == "loops":
-            _note_compile("float64", "train", driver="training_loop.train_epochs")
-        try:
-            result = examples.train_digits(
-                hidden=args.hidden,
-                epochs=args.epochs,
-                learning_rate=args.learning_rate,
-                seed=args.seed,
-                backend=args.backend,
-                progress=progress,
-                scheduler=args.scheduler,
-            )
-        except ImportError as err:
-            return _error(str(err))
-        except OSError as err:  # includes TimeoutError: the scheduler cannot be reached
-            return _error(f"cannot reach the Dask scheduler {args.scheduler}: {err}")
+        run, extra = examples.train_digits, {"hidden": args.hidden}
+    if args.backend == "loops":
+        _note_compile("float64", "train", driver="training_loop.train_epochs")
+    try:
+        result = run(
+            epochs=args.epochs,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            backend=args.backend,
+            progress=progress,
+            scheduler=args.scheduler,
+            **extra,
+        )
+    except ImportError as err:  # the digits' scikit-learn
+        return _error(str(err))
+    except OSError as err:  # includes TimeoutError: the scheduler cannot be reached
+        return _error(f"cannot reach the Dask scheduler {args.scheduler}: {err}")
+    if args.example == "sine":
+        print(f"final E {result.history[-1]:.6g} (first {result.history[0]:.6g})")
+    else:
         accuracy = result.test_accuracy
         print(f"final E {result.history[-1]:.6g}, test accuracy {accuracy:.2%} (450 held-out digits)")
     # Full batch: one step per epoch. The first epoch, run apart, compiled or loaded the kernels.

@@ -57,12 +57,12 @@ class TrainingResult:
     first_seconds: float = None
 
 
-def _timed_fit(net, X, Y, learning_rate, epochs, backend, progress, scheduler=None):
+def _timed_fit(net, X, Y, epochs, progress, **settings):
     # One epoch on a copy first, timed apart: compiling the kernels (or loading them from
-    # Numba's cache, on every worker of a cluster) is paid once per process, and is not training.
-    if scheduler is not None:
-        X, Y = distributed.scatter_samples(X, Y, scheduler)
-    settings = dict(learning_rate=learning_rate, backend=backend, scheduler=scheduler)
+    # Numba's cache, on every worker of a cluster) is paid once per process, and is not
+    # training. NumPy data for a scheduler goes to its workers first.
+    if settings.get("scheduler") is not None and not distributed.is_dask_array(X):
+        X, Y = distributed.scatter_samples(X, Y, settings["scheduler"])
     start = time.perf_counter()
     copy.deepcopy(net).fit(X, Y, epochs=1, progress=False, **settings)
     first = time.perf_counter() - start
@@ -107,7 +107,9 @@ def train_sine(
     """
     X, Y = sine_data()
     net = Network(SINE_SIZES, ["sigmoid", "identity"], seed=seed)
-    history, seconds, rate, first = _timed_fit(net, X, Y, learning_rate, epochs, backend, progress, scheduler)
+    history, seconds, rate, first = _timed_fit(
+        net, X, Y, epochs, progress, learning_rate=learning_rate, backend=backend, scheduler=scheduler
+    )
     return TrainingResult(net, history, seconds, rate, first_seconds=first)
 
 
@@ -161,7 +163,14 @@ def train_digits(
     X_train, Y_train, X_test, labels_test = digits_data(seed)
     net = Network([64, hidden, 10], ["sigmoid", "identity"], seed=seed)
     history, seconds, rate, first = _timed_fit(
-        net, X_train, Y_train, learning_rate, epochs, backend, progress, scheduler
+        net,
+        X_train,
+        Y_train,
+        epochs,
+        progress,
+        learning_rate=learning_rate,
+        backend=backend,
+        scheduler=scheduler,
     )
     predictions = net.forward(X_test).argmax(axis=0)
     accuracy = float(np.mean(predictions == labels_test))
@@ -239,11 +248,7 @@ def train_from_zarr(
     X = da.from_zarr(os.path.join(path, "X.zarr"))
     Y = da.from_zarr(os.path.join(path, "Y.zarr"))
     net = Network([X.shape[0], hidden, 1], ["tanh", "identity"], dtype=X.dtype, seed=seed)
-    settings = dict(learning_rate=learning_rate, batch_size=batch_size, scheduler=scheduler)
-    start = time.perf_counter()
-    copy.deepcopy(net).fit(X, Y, epochs=1, progress=False, **settings)
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    history = net.fit(X, Y, epochs=epochs, progress=progress, **settings)
-    seconds = time.perf_counter() - start
-    return TrainingResult(net, history, seconds, len(history) / seconds, first_seconds=first)
+    history, seconds, rate, first = _timed_fit(
+        net, X, Y, epochs, progress, learning_rate=learning_rate, batch_size=batch_size, scheduler=scheduler
+    )
+    return TrainingResult(net, history, seconds, rate, first_seconds=first)
