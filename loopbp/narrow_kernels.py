@@ -52,6 +52,31 @@ def _chunks(m):
     return (m + CHUNK - 1) // CHUNK
 
 
+@njit(cache=True, inline="always")
+def _combine_rows(w, R, out, c0, c1):
+    # out[c] = sum_j w[j] R[j, c0 + c]: the sum over j of the forward pass and of dE/dA, four
+    # rows of R at a time along the contiguous samples, so that each pass over `out` does
+    # four multiply-adds per load of it. Inlined, it takes its caller's fastmath flags.
+    zero = out.dtype.type(0)
+    for c in range(c1 - c0):
+        out[c] = zero
+    n = w.shape[0]
+    j = 0
+    while j + 4 <= n:
+        w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
+        r0, r1 = R[j, c0:c1], R[j + 1, c0:c1]
+        r2, r3 = R[j + 2, c0:c1], R[j + 3, c0:c1]
+        for c in range(c1 - c0):
+            out[c] += w0 * r0[c] + w1 * r1[c] + w2 * r2[c] + w3 * r3[c]
+        j += 4
+    while j < n:
+        wj = w[j]
+        r = R[j, c0:c1]
+        for c in range(c1 - c0):
+            out[c] += wj * r[c]
+        j += 1
+
+
 @njit(cache=True, fastmath={"contract"})
 def forward_block(W, b, code, A_prev, A, c0, c1):
     r"""Z^l and A^l = g^l(Z^l) for the samples c0 <= c < c1, written into `A`.
@@ -61,30 +86,9 @@ def forward_block(W, b, code, A_prev, A, c0, c1):
         \qquad A^l_{ic} = g^l(Z^l_{ic})
     """
     full_width()
-    n_out, n_in = W.shape
-    zero = A.dtype.type(0)
-    for i in range(n_out):
+    for i in range(W.shape[0]):
         z = A[i, c0:c1]
-        for c in range(c1 - c0):
-            z[c] = zero
-        j = 0
-        while j + 4 <= n_in:
-            w0, w1, w2, w3 = W[i, j], W[i, j + 1], W[i, j + 2], W[i, j + 3]
-            a0, a1, a2, a3 = (
-                A_prev[j, c0:c1],
-                A_prev[j + 1, c0:c1],
-                A_prev[j + 2, c0:c1],
-                A_prev[j + 3, c0:c1],
-            )
-            for c in range(c1 - c0):
-                z[c] += w0 * a0[c] + w1 * a1[c] + w2 * a2[c] + w3 * a3[c]
-            j += 4
-        while j < n_in:
-            w = W[i, j]
-            a = A_prev[j, c0:c1]
-            for c in range(c1 - c0):
-                z[c] += w * a[c]
-            j += 1
+        _combine_rows(W[i, :], A_prev, z, c0, c1)
         # b is added last, as in W A + b: with large products first, the order decides
         # how much of b survives rounding, and this one is the reference's.
         bi = b[i]
@@ -121,26 +125,9 @@ def hidden_delta_block(W_next, dZ_next, code, A, dZ, c0, c1):
         \sum_{j=1}^{n^{l+1}} \frac{\partial E}{\partial Z^{l+1}_{jc}} W^{l+1}_{ji}
     """
     full_width()
-    n_next, n = W_next.shape
-    zero = dZ.dtype.type(0)
-    for i in range(n):
+    for i in range(W_next.shape[1]):
         d = dZ[i, c0:c1]
-        for c in range(c1 - c0):
-            d[c] = zero
-        j = 0
-        while j + 4 <= n_next:
-            w0, w1, w2, w3 = W_next[j, i], W_next[j + 1, i], W_next[j + 2, i], W_next[j + 3, i]
-            e0, e1 = dZ_next[j, c0:c1], dZ_next[j + 1, c0:c1]
-            e2, e3 = dZ_next[j + 2, c0:c1], dZ_next[j + 3, c0:c1]
-            for c in range(c1 - c0):
-                d[c] += w0 * e0[c] + w1 * e1[c] + w2 * e2[c] + w3 * e3[c]
-            j += 4
-        while j < n_next:
-            w = W_next[j, i]
-            e = dZ_next[j, c0:c1]
-            for c in range(c1 - c0):
-                d[c] += w * e[c]
-            j += 1
+        _combine_rows(W_next[:, i], dZ_next, d, c0, c1)
         multiply_by_derivative_row(code, A[i, c0:c1], d)
 
 

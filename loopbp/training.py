@@ -95,14 +95,14 @@ def fit(
     history = np.full(epochs, np.nan)
     bar = progress_bar(epochs) if progress else None
     try:
-        if chunked:
-            stepper = ChunkedStepper(net, X, Y, learning_rate, batch_size, client)
-            epochs_run = _fit_python(
-                net, X, Y, learning_rate, epochs, batch_size, history, bar, callback, stepper
-            )
+        if backend == "loops" and not chunked:
+            epochs_run = _fit_compiled(net, X, Y, learning_rate, epochs, batch_size, history, bar, callback)
         else:
-            run = _fit_compiled if backend == "loops" else _fit_python
-            epochs_run = run(net, X, Y, learning_rate, epochs, batch_size, history, bar, callback)
+            if chunked:
+                step = ChunkedStepper(net, X, Y, learning_rate, batch_size, client)
+            else:
+                step = EinsumStepper(net, learning_rate, m, batch_size)
+            epochs_run = _fit_stepwise(step, X, Y, epochs, history, bar, callback)
     except KeyboardInterrupt as interrupt:
         # Steps change theta inside compiled code only, which Ctrl-C cannot cut short:
         # the parameters are those of the last finished step.
@@ -140,10 +140,9 @@ def _fit_compiled(net, X, Y, learning_rate, epochs, batch_size, history, bar, ca
     return epoch
 
 
-def _fit_python(net, X, Y, learning_rate, epochs, batch_size, history, bar, callback, stepper=None):
-    # One step per Python iteration: the einsum backend (the reference is NumPy code), and
-    # chunked data (each step is one reduction over the chunks).
-    step = EinsumStepper(net, learning_rate, X.shape[1], batch_size) if stepper is None else stepper
+def _fit_stepwise(step, X, Y, epochs, history, bar, callback):
+    # Epochs from Python, through `step.epoch`: the einsum backend (the reference is NumPy
+    # code, `EinsumStepper`) and chunked data (one reduction per step, `ChunkedStepper`).
     every = max(1, epochs // 200)
     for epoch in range(epochs):
         E = step.epoch(X, Y, epoch)
