@@ -16,6 +16,19 @@ einsum reference, so the table shows that they computed the same thing.
 
 PyTorch (CPU autograd) and JAX (CPU, jit of value_and_grad) are optional: a system that
 is not installed is left out of the table.
+
+On a GPU::
+
+    python benchmarks/peers.py --device cuda         # 784-256-128-10 at m = 10^4, 10^5, 10^6
+
+times loopbp's cuda backend against PyTorch (CUDA, TF32 off) and JAX on the same GPU, X
+and Y already on the device for all three (each call sends theta and brings E and the
+gradient back), and one full-batch step of gradient descent, X and Y on the device:
+"cuda-fit" is ``Network.fit``'s step with the cuda backend (``cuda_engine.CudaTrainer``,
+10 steps per call from Python), "torch-fit" the same step in PyTorch (10 steps, then E
+to the host). Each system still runs in a process of its own. The "gpu-tiny" case
+checks the whole path without a GPU, on the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``;
+PyTorch and JAX then report no GPU).
 """
 
 import argparse
@@ -26,6 +39,8 @@ import platform
 import subprocess
 import sys
 
+import numpy as np
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
@@ -33,6 +48,18 @@ import common  # noqa: E402  (benchmarks/common.py: the seeded reference cases)
 
 SYSTEMS = ["loops", "network", "einsum", "numpy", "torch", "jax"]
 PEERS = ["numpy", "einsum", "torch", "jax"]
+
+#: --device cuda: the issue's cases (784-256-128-10, three m), and a tiny one for the simulator.
+GPU_CASES = {
+    "gpu-1e4": ((784, 256, 128, 10), 10_000),
+    "gpu-1e5": ((784, 256, 128, 10), 100_000),
+    "gpu-1e6": ((784, 256, 128, 10), 1_000_000),
+    "gpu-tiny": ((5, 7, 3), 20),
+}
+GPU_SYSTEMS = ["cuda", "torch", "jax", "cuda-fit", "torch-fit"]
+GPU_PEERS = ["torch", "jax"]
+#: Steps of gradient descent per timed call of the fit systems.
+FIT_STEPS = 10
 
 
 def _gradient_function(system, W, b, X, Y, acts, dtype):
@@ -48,16 +75,73 @@ def _gradient_function(system, W, b, X, Y, acts, dtype):
     return compare.gradient_function("loops" if system == "network" else system, net, X, Y)
 
 
-def worker(system, case, dtype, repeat):
+def _fit_step_function(system, W, b, X, Y, acts):
+    """A zero-argument function that runs FIT_STEPS full-batch steps on the GPU and returns E."""
+    import loopbp
+
+    net = loopbp.Network.from_parameters(W, b, acts)
+    rate = 1e-3
+    if system == "cuda-fit":
+        from loopbp.cuda_engine import CudaTrainer
+
+        trainer = CudaTrainer(net, X, Y, rate, X.shape[1])
+        history = np.empty(FIT_STEPS)
+
+        def run():
+            trainer.run(0, FIT_STEPS, history)
+            return history[-1]
+
+        return run
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("PyTorch sees no CUDA GPU")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    functions = {"identity": lambda z: z, "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
+    params = [torch.tensor(p, device="cuda", requires_grad=True) for p in [*net.W, *net.b]]
+    L = len(net.W)
+    Xt, Yt, m = torch.tensor(X, device="cuda"), torch.tensor(Y, device="cuda"), X.shape[1]
+
+    def run():
+        for _ in range(FIT_STEPS):
+            A = Xt
+            for w, v, g in zip(params[:L], params[L:], net.activations):
+                A = functions[g](w @ A + v[:, None])
+            E = ((A - Yt) ** 2).sum() / (2 * m)
+            grads = torch.autograd.grad(E, params)
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    p -= rate * g
+        return E.item()
+
+    return run
+
+
+def worker(system, case, dtype, repeat, device="cpu"):
     """Time `system` on `case` in this process and print one JSON line."""
-    sizes, m = common.CASES[case]
+    sizes, m = (GPU_CASES if device == "cuda" else common.CASES)[case]
     W, b, X, Y, acts = common.problem(sizes, m, dtype)
     import loopbp
+    from loopbp import compare
     from loopbp.agreement import gradient_difference
     from loopbp.compare import time_calls
 
+    if system.endswith("-fit"):
+        timed = time_calls(_fit_step_function(system, W, b, X, Y, acts), repeat, sample_seconds=0.2)
+        steps = {
+            "median": timed["median_s"] / FIT_STEPS,
+            "first": timed["first_s"],
+            "number": timed["number"],
+        }
+        print(json.dumps({**steps, "diff": float("nan")}))
+        return
+    if device == "cuda":
+        function = compare.gradient_function(system, loopbp.Network.from_parameters(W, b, acts), X, Y, device)
+    else:
+        function = _gradient_function(system, W, b, X, Y, acts, dtype)
     # Enough calls per sample that each sample lasts about 0.2 s (at least one call).
-    timed = time_calls(_gradient_function(system, W, b, X, Y, acts, dtype), repeat, sample_seconds=0.2)
+    timed = time_calls(function, repeat, sample_seconds=0.2)
     first, result, number = timed["first_s"], timed["result"], timed["number"]
 
     reference = loopbp.gradient(W, b, X, Y, acts, backend="einsum")
@@ -66,7 +150,8 @@ def worker(system, case, dtype, repeat):
 
 
 def _installed(system):
-    if system in ("torch", "jax"):
+    if system in ("torch", "jax", "torch-fit"):
+        system = system.split("-")[0]
         import importlib.util
 
         return importlib.util.find_spec(system) is not None
@@ -75,9 +160,15 @@ def _installed(system):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default=",".join(common.CASES), help="comma-separated (default: all four)")
+    parser.add_argument("--cases", help="comma-separated (default: every CPU case, or the three GPU ones)")
     parser.add_argument("--dtypes", default="float64,float32")
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--systems", help="comma-separated (default: every system of the device)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: loopbp's cuda backend, PyTorch and JAX on one GPU (default: cpu)",
+    )
     parser.add_argument("--repeat", type=int, default=7, help="samples per system (default: 7)")
     parser.add_argument(
         "--rounds",
@@ -88,10 +179,13 @@ def main(argv=None):
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--worker", nargs=3, metavar=("SYSTEM", "CASE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    gpu = args.device == "cuda"
     if args.worker:
-        worker(*args.worker, args.repeat)
+        worker(*args.worker, args.repeat, args.device)
         return 0
-
+    cases = GPU_CASES if gpu else common.CASES
+    args.cases = args.cases or ",".join(c for c in cases if c != "gpu-tiny")
+    args.systems = args.systems or ",".join(GPU_SYSTEMS if gpu else SYSTEMS)
     systems = [s for s in args.systems.split(",") if _installed(s)]
     rows = []
     for case in args.cases.split(","):
@@ -111,6 +205,8 @@ def main(argv=None):
                             dtype,
                             "--repeat",
                             str(args.repeat),
+                            "--device",
+                            args.device,
                         ],
                         capture_output=True,
                         text=True,
@@ -127,6 +223,9 @@ def main(argv=None):
         print(json.dumps([{"case": c, "dtype": d, "results": t} for c, d, t in rows], indent=1))
         return 0
     rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+    if gpu:
+        _print_gpu_table(rows, systems, args.repeat, rounds)
+        return 0
     print(
         f"loopbp peers, {datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores, "
         f"{_vector_path()}, median of {args.repeat} samples per system{rounds}, "
@@ -154,6 +253,45 @@ def main(argv=None):
             + "  ".join(f"{s} {_ms(t['first'])} {t['diff']:.0e}" for s, t in times.items())
         )
     return 0
+
+
+def _print_gpu_table(rows, systems, repeat, rounds):
+    print(
+        f"loopbp peers on the GPU ({_gpu_name()}), {datetime.date.today()}, median of {repeat} samples "
+        f"per system{rounds}, each system in its own process; X and Y on the device"
+    )
+    header = f"{'case':<9} {'dtype':<8} " + " ".join(f"{s:>10}" for s in systems)
+    print(header + f" {'cuda vs fastest peer':>21} {'fit step vs torch':>18}")
+    for case, dtype, times in rows:
+        cells = " ".join(f"{_ms(times[s]['median']) if s in times else 'n/a':>10}" for s in systems)
+        line = f"{case:<9} {dtype:<8} {cells}"
+        peers = {s: t["median"] for s, t in times.items() if s in GPU_PEERS}
+        if "cuda" in times and peers:
+            fastest = min(peers, key=peers.get)
+            line += f" {peers[fastest] / times['cuda']['median']:>12.2f}x ({fastest})"
+        if "cuda-fit" in times and "torch-fit" in times:
+            line += f" {times['torch-fit']['median'] / times['cuda-fit']['median']:>17.2f}x"
+        print(line)
+    print("\nfirst call (compile, trace or cache load), and the largest relative difference from einsum:")
+    for case, dtype, times in rows:
+        print(f"{case:<9} {dtype:<8} " + "  ".join(_first_and_difference(s, t) for s, t in times.items()))
+
+
+def _first_and_difference(system, t):
+    # The fit systems' steps are not compared with einsum: no difference to show.
+    difference = "" if t["diff"] is None else f" {t['diff']:.0e}"
+    return f"{system} {_ms(t['first'])}{difference}"
+
+
+def _gpu_name():
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return "GPU name unknown: PyTorch sees no CUDA GPU"
 
 
 def _median_run(results):

@@ -2,8 +2,10 @@
 
 ``backend="loops"`` (the default) runs the Numba loop kernels through the engine
 (``loopbp.engine``); ``backend="einsum"`` runs the NumPy reference of
-``loopbp.einsum_reference``. Both take and return the same things, and both validate
-their arguments first (``loopbp.validation``).
+``loopbp.einsum_reference``; ``backend="cuda"`` runs the CUDA kernels of
+``loopbp.cuda_kernels`` on a GPU (``loopbp.cuda_engine``; the ``gpu`` extra). All take
+and return the same things, and all validate their arguments first
+(``loopbp.validation``).
 """
 
 from __future__ import annotations
@@ -29,10 +31,15 @@ def _validated(W, b, X, Y, activations, backend):
     return W, b, X, Y, names, dtype
 
 
-def _loops(W, b, X, Y, names, dtype):
-    # The engine, theta and the kernels' X and Y for validated arguments.
+def _loops(W, b, X, Y, names, dtype, backend="loops"):
+    # The engine of `backend` (loops or cuda), theta and the kernels' X and Y for validated arguments.
     sizes = (W[0].shape[1], *(w.shape[0] for w in W))
-    loops = engine.engine_for(sizes, names, dtype)
+    if backend == "cuda":
+        from .cuda_engine import cuda_engine_for  # needs the gpu extra: imported on first use
+
+        loops = cuda_engine_for(sizes, names, dtype)
+    else:
+        loops = engine.engine_for(sizes, names, dtype)
     Y = None if Y is None else engine.kernel_array(Y)
     return loops, layout.pack(W, b), engine.kernel_array(X), Y
 
@@ -54,8 +61,10 @@ def forward(
         dtype; an integer or bool array is converted to it.
     activations : sequence of L str
         The name of g^l for each layer: one of ``loopbp.ACTIVATIONS``.
-    backend : {"loops", "einsum"}
-        The Numba loop kernels (default) or the NumPy einsum reference.
+    backend : {"loops", "einsum", "cuda"}
+        The Numba loop kernels (default), the NumPy einsum reference, or the CUDA
+        kernels on a GPU (needs the ``gpu`` extra; they agree with the loops to rounding,
+        not bitwise).
 
     Returns
     -------
@@ -68,7 +77,7 @@ def forward(
             A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
         engine.require_finite("forward pass", dtype, A_L)
         return A_L
-    loops, theta, X, _ = _loops(W, b, X, None, names, dtype)
+    loops, theta, X, _ = _loops(W, b, X, None, names, dtype, backend)
     return loops.forward(theta, X)
 
 
@@ -97,8 +106,10 @@ def error(
         The targets, one sample per column, converted like X.
     activations : sequence of L str
         The name of g^l for each layer: one of ``loopbp.ACTIVATIONS``.
-    backend : {"loops", "einsum"}
-        The Numba loop kernels (default) or the NumPy einsum reference.
+    backend : {"loops", "einsum", "cuda"}
+        The Numba loop kernels (default), the NumPy einsum reference, or the CUDA
+        kernels on a GPU (needs the ``gpu`` extra; they agree with the loops to rounding,
+        not bitwise).
 
     Returns
     -------
@@ -112,7 +123,7 @@ def error(
             E = einsum_reference.error_from_output(A_L, Y)
         engine.require_finite("error", dtype, E)
         return E
-    loops, theta, X, Y = _loops(W, b, X, Y, names, dtype)
+    loops, theta, X, Y = _loops(W, b, X, Y, names, dtype, backend)
     return loops.error(theta, X, Y)
 
 
@@ -142,8 +153,10 @@ def gradient(
         The targets, one sample per column, converted like X.
     activations : sequence of L str
         The name of g^l for each layer: one of ``loopbp.ACTIVATIONS``.
-    backend : {"loops", "einsum"}
-        The Numba loop kernels (default) or the NumPy einsum reference.
+    backend : {"loops", "einsum", "cuda"}
+        The Numba loop kernels (default), the NumPy einsum reference, or the CUDA
+        kernels on a GPU (needs the ``gpu`` extra; they agree with the loops to rounding,
+        not bitwise).
     scheduler : None, "local", str or distributed.Client
         For ``dask.array`` X and Y only, chunked along the samples: where the chunks run
         (``loopbp.distributed``; None takes the current Dask client, else a local cluster).
@@ -191,7 +204,7 @@ def gradient(
             E, dW, db = einsum_reference.gradient(W, b, X, Y, names)
         engine.require_finite("gradient", dtype, E, *dW, *db)
         return E, dW, db
-    loops, theta, X, Y = _loops(W, b, X, Y, names, dtype)
+    loops, theta, X, Y = _loops(W, b, X, Y, names, dtype, backend)
     E, grad = loops.gradient(theta, X, Y)
-    dW, db = loops.unpack(grad)
+    dW, db = layout.unpack(grad, loops.sizes)
     return E, dW, db

@@ -255,11 +255,15 @@ class Network:
             int gives mini-batch SGD: each epoch shuffles the samples (with a generator
             seeded by the network's `seed`, so a seeded network trains reproducibly) and
             steps once per batch of `batch_size` samples (the last may be smaller).
-        backend : {"loops", "einsum"}
+        backend : {"loops", "einsum", "cuda"}
             The gradient's backend. With the loops backend the epochs run in compiled
             code (``loopbp.training_loop``), many per call from Python, about 0.05 s' worth:
             the steps, the shuffles and the gathering of batches allocate nothing and
-            never return to Python in between. The einsum backend steps from Python.
+            never return to Python in between. The einsum backend steps from Python. The
+            cuda backend (the ``gpu`` extra) keeps theta, X and Y on the GPU for the whole
+            fit; per call it copies back only each epoch's E and theta; mini-batches are
+            shuffled on the host with the same generator as the loops backend's and
+            gathered on the GPU.
         progress : bool
             Show a progress bar with the current E (needs tqdm, and only when standard
             error is a terminal).

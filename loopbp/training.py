@@ -1,8 +1,9 @@
 """Training: `Network.fit`'s loop over epochs, its stepping, `TrainingDiverged` and the progress bar.
 
 With the loops backend the epochs run in compiled code (``loopbp.training_loop``), many
-per call from Python: `Trainer` holds what the loop needs (buffers, the generator's
-state) and chooses how many epochs each call runs, so that Python, re-entered between
+per call from Python (with the cuda backend, on the GPU: ``cuda_engine.CudaTrainer``):
+`Trainer` holds what the loop needs (buffers, the generator's state) and chooses how
+many epochs each call runs, so that Python, re-entered between
 calls for the progress bar, the callback and Ctrl-C, costs well under 1% of the run. With
 the einsum backend each step is made from Python (`EinsumStepper`), as the reference is
 NumPy code.
@@ -95,8 +96,14 @@ def fit(
     history = np.full(epochs, np.nan)
     bar = progress_bar(epochs) if progress else None
     try:
-        if backend == "loops" and not chunked:
-            epochs_run = _fit_compiled(net, X, Y, learning_rate, epochs, batch_size, history, bar, callback)
+        if backend in ("loops", "cuda") and not chunked:
+            if backend == "cuda":
+                from .cuda_engine import CudaTrainer  # needs the gpu extra: imported on first use
+
+                trainer = CudaTrainer(net, X, Y, learning_rate, batch_size)
+            else:
+                trainer = Trainer(net, X, Y, learning_rate, batch_size)
+            epochs_run = _fit_compiled(trainer, learning_rate, epochs, history, bar, callback)
         else:
             if chunked:
                 step = ChunkedStepper(net, X, Y, learning_rate, batch_size, client)
@@ -121,10 +128,10 @@ def fit(
     return history[:epochs_run]
 
 
-def _fit_compiled(net, X, Y, learning_rate, epochs, batch_size, history, bar, callback):
-    # Epochs run in compiled code, many per call (Trainer chooses how many); a callback,
-    # called after every epoch, brings Python back every epoch.
-    trainer = Trainer(net, X, Y, learning_rate, batch_size)
+def _fit_compiled(trainer, learning_rate, epochs, history, bar, callback):
+    # Epochs run in compiled code (Trainer) or on the GPU (cuda_engine.CudaTrainer), many
+    # per call (the trainer chooses how many); a callback, called after every epoch,
+    # brings Python back every epoch.
     epoch = 0
     while epoch < epochs:
         count = 1 if callback is not None else trainer.epochs_per_call(epochs - epoch)

@@ -24,7 +24,7 @@ from .activations import activation_code
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: The backends of `loopbp.gradient`, `loopbp.forward`, `loopbp.error` and `Network`.
-BACKENDS = ("loops", "einsum")
+BACKENDS = ("loops", "einsum", "cuda")
 
 #: Initialisations `Network` offers; see its docstring.
 INITS = ("series", "glorot", "he")

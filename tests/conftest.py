@@ -6,8 +6,13 @@ for the run without JIT (README, "Tests").
 
 import os
 
-import numba
-from hypothesis import HealthCheck, settings
+# The cuda backend's tests (tests/test_cuda.py) run on Numba's CUDA simulator, which numba
+# reads from the environment when it is first imported: so here, before anything imports
+# numba. It changes nothing for the CPU kernels. NUMBA_ENABLE_CUDASIM=0 runs them on a GPU.
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import numba  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "fast",

@@ -4,7 +4,11 @@ import numba
 import numpy as np
 import pytest
 
-from loopbp import ACTIVATIONS
+from loopbp import ACTIVATIONS, BACKENDS
+
+#: The backends the CPU tests run: every backend but cuda, which ``tests/test_cuda.py``
+#: tests on the CUDA simulator (at 1 to 2 s a gradient there, the whole table would take hours).
+CPU_BACKENDS = tuple(b for b in BACKENDS if b != "cuda")
 
 #: (name, sizes n^0..n^L, m): the flat table of shapes every backend must agree on.
 #: Degenerate ones included: m = 1, width-1 layers, L = 1, L = 6, and sizes that are

@@ -6,11 +6,12 @@ point and both backends must reproduce them exactly. The working is in the comme
 
 import numpy as np
 import pytest
+from problems import CPU_BACKENDS
 
 import loopbp
 
 
-@pytest.mark.parametrize("backend", loopbp.BACKENDS)
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_relu_identity_network_by_hand(backend):
     # n = (2, 2, 1), m = 2, ReLU hidden layer, identity output.
     W1 = np.array([[1.0, -1.0], [2.0, 1.0]])
@@ -42,7 +43,7 @@ def test_relu_identity_network_by_hand(backend):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("backend", loopbp.BACKENDS)
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_sigmoid_unit_by_hand(backend, dtype):
     # n = (1, 1, 1), m = 1, sigmoid hidden unit, identity output, x = 0, y = 0.
     # Z^1 = 3*0 + 0 = 0, A^1 = sigmoid(0) = 1/2, sigmoid'(0) = 1/2 * 1/2 = 1/4.

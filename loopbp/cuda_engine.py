@@ -1,0 +1,307 @@
+"""The cuda backend for one network: its buffers on the GPU and the order of its kernels.
+
+`CudaEngine` is to ``loopbp.cuda_kernels`` what ``loopbp.engine.Engine`` is to the loop
+kernels: it holds a network's sizes, activations and dtype, keeps device buffers for the
+last m it ran, and launches the kernels of a forward pass, an error or a gradient in the
+derivation's order. The parameters live on the device as one flat buffer laid out like
+theta (``loopbp.layout``), so a launch passes the buffer and an offset instead of one array
+per layer. `CudaTrainer` keeps theta, X and Y on the device for a whole `Network.fit`:
+between two calls from Python, which run many epochs, nothing returns to the host.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import layout
+from .activations import activation_code
+from .cuda_kernels import DEFAULT_SHAPE, MAX_GRID_Z, KernelShape, blocks, kernels_for
+from .cuda_target import require_gpu
+from .engine import overflow_error
+from .training_loop import shuffle, shuffle_state
+
+#: The kernels' block and tile sizes for the engines `cuda_engine_for` makes.
+kernel_shape = DEFAULT_SHAPE
+
+
+class CudaEngine:
+    """The cuda backend for one network: its sizes, activations and dtype.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        n^0, ..., n^L.
+    activations : sequence of str
+    dtype : float32 or float64
+    shape : loopbp.cuda_kernels.KernelShape
+        The kernels' block and tile sizes.
+
+    Raises
+    ------
+    ImportError, RuntimeError
+        As ``loopbp.cuda_target.require_gpu``: no CUDA package, or no GPU.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        activations: Sequence[str],
+        dtype: np.dtype,
+        shape: KernelShape = DEFAULT_SHAPE,
+    ):
+        self.cuda = require_gpu()
+        self.dtype = np.dtype(dtype)
+        self.shape = shape
+        self.kernels = kernels_for(self.dtype, shape)
+        self.square = (shape.threads, shape.threads)
+        self.sizes = tuple(int(n) for n in sizes)
+        self.codes = tuple(activation_code(a) for a in activations)
+        self.L = len(self.sizes) - 1
+        sizes_array = np.array(self.sizes, dtype=np.int64)
+        #: Offset of W^l in theta, for l = 1..L (index 0 unused).
+        self.w_offsets = [0] + [layout.weight_offset(sizes_array, l) for l in range(1, self.L + 1)]
+        self.parameter_count = layout.parameter_count(self.sizes)
+        # One engine may be shared by threads; its buffers serve one call at a time.
+        self.lock = threading.Lock()
+        self.m = None
+
+    def tiles(self, rows: int, cols: int) -> tuple[int, int]:
+        """The grid of a contraction kernel whose output is rows x cols (x along the columns)."""
+        return blocks(cols, self.shape.tile), blocks(rows, self.shape.tile)
+
+    # --- buffers ---------------------------------------------------------------------
+
+    def ready(self, m: int) -> None:
+        """Make the device buffers for m samples (kept until another m comes)."""
+        if self.m == m:
+            return
+        cuda, sizes, L = self.cuda, self.sizes, self.L
+        # A^1..A^L; A^0 is X.
+        self.A = [None] + [cuda.device_array((sizes[l], m), self.dtype) for l in range(1, L + 1)]
+        # dE/dZ^l for every l, alternating between two buffers as the CPU's deltas do.
+        widest = max(sizes[1:])
+        pair = [cuda.device_array(widest * m, self.dtype) for _ in range(2)]
+        self.dZ = [None] + [pair[l % 2][: sizes[l] * m].reshape(sizes[l], m) for l in range(1, L + 1)]
+        chunks = blocks(m, self.shape.chunk)
+        largest = max(sizes[l] * (sizes[l - 1] + 1) for l in range(1, L + 1))
+        chunk_room = cuda.device_array(chunks * largest, self.dtype)
+        self.chunk_sums = [None] + [
+            chunk_room[: chunks * sizes[l] * (sizes[l - 1] + 1)].reshape(chunks, sizes[l], sizes[l - 1] + 1)
+            for l in range(1, L + 1)
+        ]
+        self.chunk_grid_z = min(chunks, MAX_GRID_Z)
+        self.error_blocks = blocks(sizes[L] * m, self.shape.reduce_threads * self.shape.elements_per_thread)
+        self.squares = cuda.device_array(self.error_blocks, np.float64)
+        self.grad = cuda.device_array(self.parameter_count, self.dtype)
+        self.no_delta = cuda.device_array((1, 1), self.dtype)
+        self.m_real = self.dtype.type(m)
+        self.m = m
+
+    # --- the launches, in the derivation's order ---------------------------------------
+
+    def forward_launches(self, theta, X) -> None:
+        """A^1..A^L from theta and X (device arrays); A^L is ``self.A[L]``."""
+        k, m = self.kernels, self.m
+        A_prev = X
+        for l in range(1, self.L + 1):
+            k.forward_layer[self.tiles(self.sizes[l], m), self.square](
+                theta, self.w_offsets[l], self.codes[l - 1], A_prev, self.A[l]
+            )
+            A_prev = self.A[l]
+
+    def error_launches(self, Y, history, slot, weight, failed, epoch, delta: bool) -> None:
+        """history[slot] += weight E; with `delta`, dE/dZ^L too. After `forward_launches`."""
+        k, L = self.kernels, self.L
+        k.output_delta[self.error_blocks, self.shape.reduce_threads](
+            self.A[L], Y, self.codes[L - 1], self.m_real, self.dZ[L] if delta else self.no_delta, self.squares
+        )
+        k.add_error[1, self.shape.reduce_threads](
+            self.squares, 2.0 * self.m, weight, history, slot, failed, epoch
+        )
+
+    def backward_launches(self, theta, X) -> None:
+        """The gradient into ``self.grad``, layer L down to 1. After `error_launches` with `delta`."""
+        k, m, sizes = self.kernels, self.m, self.sizes
+        for l in range(self.L, 0, -1):
+            A_prev = X if l == 1 else self.A[l - 1]
+            grid = (*self.tiles(sizes[l], sizes[l - 1] + 1), self.chunk_grid_z)
+            k.weight_gradient[grid, self.square](self.dZ[l], A_prev, self.chunk_sums[l])
+            k.sum_chunks[
+                (blocks(sizes[l - 1] + 1, self.shape.threads), blocks(sizes[l], self.shape.threads)),
+                self.square,
+            ](self.chunk_sums[l], self.grad, self.w_offsets[l])
+            if l > 1:
+                k.hidden_delta[self.tiles(sizes[l - 1], m), self.square](
+                    theta, self.w_offsets[l], self.codes[l - 2], self.dZ[l], self.A[l - 1], self.dZ[l - 1]
+                )
+
+    # --- the calls from Python ---------------------------------------------------------
+
+    def _upload(self, theta, X, Y=None):
+        cuda = self.cuda
+        return cuda.to_device(theta), cuda.to_device(X), None if Y is None else cuda.to_device(Y)
+
+    def gradient(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+        """E and the flat gradient, laid out like theta, for validated host arrays.
+
+        Raises
+        ------
+        loopbp.engine.Overflow
+            If E or the gradient is not finite.
+        """
+        with self.lock:
+            self.ready(X.shape[1])
+            theta_d, X_d, Y_d = self._upload(theta, X, Y)
+            history = self.cuda.to_device(np.zeros(1))
+            failed = self.cuda.to_device(np.zeros(1, np.int64))
+            self.forward_launches(theta_d, X_d)
+            self.error_launches(Y_d, history, 0, 1.0, failed, 0, delta=True)
+            self.backward_launches(theta_d, X_d)
+            grad = self.grad.copy_to_host()
+            E = float(history.copy_to_host()[0])
+        if not (np.isfinite(E) and np.isfinite(grad).all()):
+            raise overflow_error("gradient", self.dtype)
+        return E, grad
+
+    def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """A^L (a new host array) for validated host arrays."""
+        with self.lock:
+            self.ready(X.shape[1])
+            theta_d, X_d, _ = self._upload(theta, X)
+            self.forward_launches(theta_d, X_d)
+            A = self.A[self.L].copy_to_host()
+        if not np.isfinite(A).all():
+            raise overflow_error("forward pass", self.dtype)
+        return A
+
+    def error(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> float:
+        """E for validated host arrays."""
+        with self.lock:
+            self.ready(X.shape[1])
+            theta_d, X_d, Y_d = self._upload(theta, X, Y)
+            history = self.cuda.to_device(np.zeros(1))
+            failed = self.cuda.to_device(np.zeros(1, np.int64))
+            self.forward_launches(theta_d, X_d)
+            self.error_launches(Y_d, history, 0, 1.0, failed, 0, delta=False)
+            E = float(history.copy_to_host()[0])
+        if not np.isfinite(E):
+            raise overflow_error("error", self.dtype)
+        return E
+
+
+_engines: dict[tuple, CudaEngine] = {}
+_engines_lock = threading.Lock()
+
+
+def cuda_engine_for(sizes: Sequence[int], activations: Sequence[str], dtype: np.dtype) -> CudaEngine:
+    """The shared `CudaEngine` of this network shape (one per sizes, activations and dtype)."""
+    key = (tuple(int(n) for n in sizes), tuple(activations), np.dtype(dtype), kernel_shape)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            # Bounded like the CPU engines: a program that tries many shapes keeps the last few.
+            if len(_engines) >= 16:
+                _engines.pop(next(iter(_engines)))
+            engine = _engines[key] = CudaEngine(*key)
+        return engine
+
+
+class CudaTrainer:
+    """One `Network.fit` with the cuda backend: theta, X and Y stay on the device.
+
+    Each `run` launches the steps of some epochs (per step: the forward pass, E, the
+    backward pass, the step's check and the step), then copies back what Python needs:
+    E of each of those epochs, the divergence mark and theta. Mini-batches are shuffled
+    on the host with the loops backend's generator, so a seeded network draws the same
+    orders with every backend; each epoch's order goes to the device once, and each
+    batch is gathered there.
+
+    Parameters
+    ----------
+    net : Network
+    X, Y : arrays
+        Validated, C-contiguous, in the network's dtype.
+    learning_rate : float
+    batch_size : int
+        At most m; m means full batch.
+    """
+
+    def __init__(self, net, X: np.ndarray, Y: np.ndarray, learning_rate: float, batch_size: int):
+        self.net = net
+        self.engine = cuda_engine_for(net.sizes, net.activations, net.dtype)
+        cuda = self.engine.cuda
+        m = X.shape[1]
+        self.m, self.batch_size = m, batch_size
+        self.alpha = net.dtype.type(learning_rate)
+        self.theta = cuda.to_device(net.theta)
+        self.X, self.Y = cuda.to_device(X), cuda.to_device(Y)
+        self.failed = cuda.to_device(np.zeros(1, np.int64))
+        self.history = None
+        self.full = batch_size >= m
+        if not self.full:
+            self.rng = shuffle_state(net.seed)
+            self.order = np.arange(m, dtype=np.int64)
+            self.order_d = cuda.device_array(m, np.int64)
+            self.X_batch = cuda.device_array(net.sizes[0] * batch_size, net.dtype)
+            self.Y_batch = cuda.device_array(net.sizes[-1] * batch_size, net.dtype)
+        self.seconds_per_epoch = None
+
+    def _step(self, X, Y, weight, epoch) -> None:
+        engine, k = self.engine, self.engine.kernels
+        engine.ready(X.shape[1])
+        engine.forward_launches(self.theta, X)
+        engine.error_launches(Y, self.history, epoch, weight, self.failed, epoch, delta=True)
+        engine.backward_launches(self.theta, X)
+        threads = engine.shape.reduce_threads
+        grid = blocks(engine.parameter_count, threads)
+        k.check_step[grid, threads](self.theta, engine.grad, self.alpha, self.failed, epoch)
+        k.descend[grid, threads](self.theta, engine.grad, self.alpha, self.failed)
+
+    def _epoch(self, epoch: int) -> None:
+        if self.full:
+            self._step(self.X, self.Y, 1.0, epoch)
+            return
+        shuffle(self.order, self.rng)
+        self.order_d.copy_to_device(self.order)
+        engine = self.engine
+        gather, threads, square = engine.kernels.gather, engine.shape.threads, engine.square
+        n_in, n_out, m = self.net.sizes[0], self.net.sizes[-1], self.m
+        for start in range(0, m, self.batch_size):
+            width = min(self.batch_size, m - start)
+            X_b = self.X_batch[: n_in * width].reshape(n_in, width)
+            Y_b = self.Y_batch[: n_out * width].reshape(n_out, width)
+            gather[(blocks(width, threads), blocks(n_in, threads)), square](self.X, self.order_d, start, X_b)
+            gather[(blocks(width, threads), blocks(n_out, threads)), square](self.Y, self.order_d, start, Y_b)
+            self._step(X_b, Y_b, width / m, epoch)
+
+    def run(self, first: int, count: int, history: np.ndarray) -> int:
+        """Epochs first..first + count - 1; returns how many finished with finite E and steps.
+
+        Their E go into `history`, and the network's theta is that of the last finite step.
+        """
+        started = time.perf_counter()
+        cuda = self.engine.cuda
+        with self.engine.lock:
+            self.history = cuda.to_device(np.zeros(count))
+            for epoch in range(count):
+                self._epoch(epoch)
+            done = self.history.copy_to_host()
+            failed = int(self.failed.copy_to_host()[0])
+            self.net.theta[...] = self.theta.copy_to_host()
+        finished = count if failed == 0 else failed - 1
+        history[first : first + finished] = done[:finished]
+        if finished:
+            self.seconds_per_epoch = (time.perf_counter() - started) / finished
+        return finished
+
+    def epochs_per_call(self, left: int) -> int:
+        """How many epochs the next call should run (as ``training.Trainer.epochs_per_call``)."""
+        from .training import SECONDS_PER_CALL
+
+        if self.seconds_per_epoch is None:
+            return 1
+        return int(max(1, min(left, SECONDS_PER_CALL / max(self.seconds_per_epoch, 1e-9))))

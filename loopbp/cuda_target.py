@@ -1,0 +1,124 @@
+"""Which package gives loopbp Numba's CUDA target, and whether a GPU (or the simulator) is there.
+
+Numba's CUDA target has moved out of numba, and no one package serves every machine
+(late 2026):
+
+- ``numba-cuda-mlir`` (NVIDIA, ``from numba_cuda_mlir import cuda``) compiles for real GPUs
+  and works with NumPy 2.5, but has no CUDA simulator;
+- ``numba-cuda`` (NVIDIA, in maintenance mode; it makes ``numba.cuda`` its own) has the
+  simulator, but its compiler registers an overload of ``np.row_stack``, which NumPy 2.5
+  removed, so with NumPy 2.5 it fails when its first kernel compiles;
+- numba's own, deprecated ``numba.cuda`` still has the simulator too.
+
+So `cuda_module` takes, in this order:
+
+1. with ``NUMBA_ENABLE_CUDASIM=1`` (read by numba when it is imported): the simulator of
+   ``numba.cuda``, whichever of numba and numba-cuda provides it. This is how the tests
+   run without a GPU;
+2. ``numba_cuda_mlir.cuda`` if it is installed (the ``gpu`` extra);
+3. ``numba.cuda`` (numba-cuda, as GPU images ship it), under NumPy 2.5 with ``np.row_stack``
+   defined as ``np.vstack`` while its array functions are registered, and removed again.
+
+The kernels (``loopbp.cuda_kernels``) use only what all three share: ``cuda.jit``,
+``cuda.grid``, shared and local arrays, ``cuda.syncthreads`` and device arrays.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from types import ModuleType
+
+import numpy as np
+
+#: What to install for the cuda backend.
+GPU_EXTRA = 'pip install "loopbp[gpu]"'
+
+_lock = threading.Lock()
+_found: ModuleType | None = None
+
+
+def simulator_enabled() -> bool:
+    """Whether numba was imported with ``NUMBA_ENABLE_CUDASIM=1`` (the CUDA simulator)."""
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+def _numba_cuda() -> ModuleType:
+    # numba-cuda registers np.row_stack's overload when its array functions are first
+    # imported; NumPy 2.5 has no np.row_stack. The alias lives only while they load.
+    added = not hasattr(np, "row_stack")
+    with _lock:
+        if added:
+            np.vstack = np.vstack
+        try:
+            cuda = importlib.import_module("numba.cuda")
+            if not simulator_enabled():
+                try:
+                    importlib.import_module("numba.cuda.np.arrayobj")
+                except ImportError:  # numba's own numba.cuda has no such module
+                    pass
+        finally:
+            if added:
+                del np.vstack
+    return cuda
+
+
+def cuda_module() -> ModuleType:
+    """The ``cuda`` module that the kernels are written against (see the module docstring).
+
+    Raises
+    ------
+    ImportError
+        If no CUDA package is installed; the message says what to install.
+    """
+    global _found
+    if _found is not None:
+        return _found
+    if simulator_enabled():
+        try:
+            _found = _numba_cuda()
+        except ImportError as err:
+            raise ImportError(
+                f"NUMBA_ENABLE_CUDASIM=1 asks for Numba's CUDA simulator, which this numba lacks ({err}): "
+                f'pip install "loopbp[cuda-simulator]"'
+            ) from None
+        return _found
+    try:
+        _found = importlib.import_module("numba_cuda_mlir.cuda")
+        return _found
+    except ImportError:
+        pass
+    try:
+        _found = _numba_cuda()
+    except ImportError as err:
+        raise ImportError(f"backend='cuda' needs Numba's CUDA target ({err}): {GPU_EXTRA}") from None
+    return _found
+
+
+def require_gpu() -> ModuleType:
+    """`cuda_module`, checked to have a GPU to run on (or the simulator).
+
+    Raises
+    ------
+    ImportError
+        If no CUDA package is installed.
+    RuntimeError
+        If the package finds no usable GPU; the message says how to test without one.
+    """
+    cuda = cuda_module()
+    if simulator_enabled():
+        return cuda
+    try:
+        available = cuda.is_available()
+    except Exception as err:  # a driver that cannot be loaded raises instead of answering
+        available, why = False, f": {err}"
+    else:
+        why = ""
+    if not available:
+        raise RuntimeError(
+            f"backend='cuda' found no usable CUDA GPU{why}. Without a GPU, Numba's CUDA simulator runs "
+            f"the same kernels (slowly): set NUMBA_ENABLE_CUDASIM=1 before Python imports numba."
+        )
+    return cuda
