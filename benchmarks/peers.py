@@ -134,7 +134,7 @@ def worker(system, case, dtype, repeat, device="cpu"):
             "first": timed["first_s"],
             "number": timed["number"],
         }
-        print(json.dumps({**steps, "diff": float("nan")}))
+        print(json.dumps({**steps, "diff": None}))
         return
     if device == "cuda":
         function = compare.gradient_function(system, loopbp.Network.from_parameters(W, b, acts), X, Y, device)

@@ -7,7 +7,10 @@ The backends:
 - ``einsum``: loopbp's NumPy einsum reference, the yardstick for speed-ups and agreement;
 - ``numpy``: the same formulas with NumPy ``@`` (BLAS), the baseline;
 - ``torch``: PyTorch CPU autograd, when PyTorch is installed;
-- ``jax``: ``jax.jit(jax.value_and_grad(E))`` on the CPU, when JAX is installed.
+- ``jax``: ``jax.jit(jax.value_and_grad(E))`` on the CPU, when JAX is installed;
+- ``cuda``: loopbp's CUDA kernels on a GPU (``loopbp.cuda_engine``), only when asked for.
+  Then torch and jax run on the GPU too (`device_of`; TF32 off), and X and Y are on the
+  device before the timing starts, for all three.
 
 Every backend runs in a fresh Python process (``python -m loopbp.compare``): Numba's
 OpenMP threads keep spinning after a parallel region and slow any BLAS in the same
@@ -35,15 +38,15 @@ from typing import Any, TypedDict
 import numpy as np
 from numpy.typing import DTypeLike
 
-from . import einsum_reference
+from . import cuda_target, einsum_reference, layout
 from .agreement import gradient_difference
 from .network import Network
 from .problems import seeded_problem
 
 #: Every backend `run` knows, in the order of the table.
-COMPARED_BACKENDS = ("loops", "einsum", "numpy", "torch", "jax")
-#: The backends that need a package loopbp does not depend on.
-OPTIONAL = {"torch": "torch", "jax": "jax"}
+COMPARED_BACKENDS = ("loops", "einsum", "numpy", "torch", "jax", "cuda")
+#: The backends that need a package loopbp does not depend on, and what to install for each.
+OPTIONAL = {"torch": "torch", "jax": "jax", "cuda": 'a CUDA package (pip install "loopbp[gpu]")'}
 #: Each timed sample batches calls until it lasts at least this long.
 SAMPLE_SECONDS = 0.02
 
@@ -67,22 +70,35 @@ GradientFunction = Callable[[], tuple[float, list, list]]
 
 def installed(backend: str) -> bool:
     """Whether `backend` can run here (its optional package is importable)."""
+    if backend == "cuda":
+        return cuda_target.installed()
     package = OPTIONAL.get(backend)
     return package is None or importlib.util.find_spec(package) is not None
 
 
 def default_backends() -> tuple[str, ...]:
-    """loops, einsum and numpy, plus torch and jax where they are installed."""
-    return tuple(b for b in COMPARED_BACKENDS if installed(b))
+    """loops, einsum and numpy, plus torch and jax where they are installed (cuda only when asked for)."""
+    return tuple(b for b in COMPARED_BACKENDS if b != "cuda" and installed(b))
 
 
-def _torch_gradient(net, X, Y):
+def device_of(backends: Sequence[str]) -> str:
+    """Where torch and jax run in a comparison of `backends`: "cuda" when cuda is among them, else "cpu"."""
+    return "cuda" if "cuda" in backends else "cpu"
+
+
+def _torch_gradient(net, X, Y, device):
     import torch
 
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("PyTorch sees no CUDA GPU")
+        # The comparison is of float32 arithmetic, not of TF32's 10-bit products.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     functions = {"identity": lambda z: z, "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
-    W = [torch.from_numpy(w.copy()).requires_grad_() for w in net.W]
-    b = [torch.from_numpy(v.copy()).requires_grad_() for v in net.b]
-    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    W = [torch.tensor(w, device=device, requires_grad=True) for w in net.W]
+    b = [torch.tensor(v, device=device, requires_grad=True) for v in net.b]
+    Xt, Yt = torch.tensor(X, device=device), torch.tensor(Y, device=device)
     m = X.shape[1]
 
     def run():
@@ -93,16 +109,19 @@ def _torch_gradient(net, X, Y):
         E = ((A - Yt) ** 2).sum() / (2 * m)
         grads = torch.autograd.grad(E, W + b)
         L = len(W)
-        return E.item(), [g.numpy() for g in grads[:L]], [g.numpy() for g in grads[L:]]
+        return E.item(), [g.cpu().numpy() for g in grads[:L]], [g.cpu().numpy() for g in grads[L:]]
 
     return run
 
 
-def _jax_gradient(net, X, Y):
+def _jax_gradient(net, X, Y, device):
     import jax
 
     jax.config.update("jax_enable_x64", net.dtype == np.float64)
     import jax.numpy as jnp
+
+    # Committed to one device, the data take the jitted function there.
+    target = jax.devices("gpu" if device == "cuda" else "cpu")[0]
 
     functions = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}
     m = X.shape[1]
@@ -114,8 +133,8 @@ def _jax_gradient(net, X, Y):
         return jnp.sum((A - Y) ** 2) / (2 * m)
 
     step = jax.jit(jax.value_and_grad(error))
-    params = [(jnp.asarray(w), jnp.asarray(v)) for w, v in zip(net.W, net.b)]
-    Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+    params = jax.device_put([(jnp.asarray(w), jnp.asarray(v)) for w, v in zip(net.W, net.b)], target)
+    Xj, Yj = jax.device_put(X, target), jax.device_put(Y, target)
 
     def run():
         E, grads = step(params, Xj, Yj)
@@ -125,8 +144,29 @@ def _jax_gradient(net, X, Y):
     return run
 
 
-def gradient_function(backend: str, net: Network, X: np.ndarray, Y: np.ndarray) -> GradientFunction:
-    """A function of no arguments that returns (E, dW, db) from `backend` for net, X, Y."""
+def _cuda_gradient(net, X, Y):
+    from .cuda_engine import cuda_engine_for
+
+    engine = cuda_engine_for(net.sizes, net.activations, net.dtype)
+    # X and Y on the device once, as the peers' are: each call sends theta and brings
+    # E and the gradient back.
+    X_d, Y_d = engine.cuda.to_device(X), engine.cuda.to_device(Y)
+
+    def run():
+        E, grad = engine.gradient(net.theta, X_d, Y_d)
+        dW, db = layout.unpack(grad, net.sizes)
+        return E, dW, db
+
+    return run
+
+
+def gradient_function(
+    backend: str, net: Network, X: np.ndarray, Y: np.ndarray, device: str = "cpu"
+) -> GradientFunction:
+    """A function of no arguments that returns (E, dW, db) from `backend` for net, X, Y.
+
+    `device` ("cpu" or "cuda") is where torch and jax run; cuda always runs on the GPU.
+    """
     if backend == "loops":
         return lambda: net.gradient(X, Y)
     if backend == "einsum":
@@ -135,9 +175,11 @@ def gradient_function(backend: str, net: Network, X: np.ndarray, Y: np.ndarray) 
         W, b, acts = list(net.W), list(net.b), net.activations
         return lambda: einsum_reference.gradient(W, b, X, Y, acts, matmul=True)
     if backend == "torch":
-        return _torch_gradient(net, X, Y)
+        return _torch_gradient(net, X, Y, device)
     if backend == "jax":
-        return _jax_gradient(net, X, Y)
+        return _jax_gradient(net, X, Y, device)
+    if backend == "cuda":
+        return _cuda_gradient(net, X, Y)
     raise ValueError(f"backend must be one of {', '.join(COMPARED_BACKENDS)}, got {backend!r}")
 
 
@@ -149,6 +191,7 @@ def measure(
     dtype: DTypeLike,
     seed: int,
     repeat: int,
+    device: str = "cpu",
 ) -> Measurement:
     """Time `backend` in this process on the seeded problem; see the module docstring.
 
@@ -160,6 +203,8 @@ def measure(
         The problem: ``loopbp.problems.seeded_problem(sizes, m, activations, dtype, seed)``.
     repeat : int
         Timed samples.
+    device : {"cpu", "cuda"}
+        Where torch and jax run.
 
     Returns
     -------
@@ -169,7 +214,7 @@ def measure(
         from the einsum gradient).
     """
     net, X, Y = seeded_problem(sizes, m, activations, np.dtype(dtype), seed)
-    timed = time_calls(gradient_function(backend, net, X, Y), repeat)
+    timed = time_calls(gradient_function(backend, net, X, Y, device), repeat)
     reference = net.gradient(X, Y, backend="einsum")
     result = timed.pop("result")
     return {**timed, "difference": gradient_difference(result, reference)}
@@ -239,6 +284,7 @@ def run(
     seed: int = 0,
     repeat: int = 20,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> list[Measurement]:
     """Time `backend` on each (sizes, m) of `points` in one fresh process.
 
@@ -258,6 +304,8 @@ def run(
         Timed samples per point.
     threads : int or None
         Threads for Numba, BLAS and PyTorch in that process; None leaves their defaults.
+    device : {"cpu", "cuda"}
+        Where torch and jax run (`device_of`).
 
     Returns
     -------
@@ -276,6 +324,7 @@ def run(
         "dtype": dtype,
         "seed": seed,
         "repeat": repeat,
+        "device": device,
     }
     out = subprocess.run(
         [sys.executable, "-c", _BOOTSTRAP, _PACKAGE_PARENT, json.dumps(request)],
@@ -293,7 +342,7 @@ def worker(request: str) -> None:
     """The backend's process: `measure` each point of the JSON `request`, print the results as JSON.
 
     `request` is what `run` sends: ``backend``, ``points`` ([sizes, m] pairs),
-    ``activations`` (or null), ``dtype``, ``seed`` and ``repeat``.
+    ``activations`` (or null), ``dtype``, ``seed``, ``repeat`` and ``device``.
     """
     request = json.loads(request)
     if request["backend"] == "torch" and "OMP_NUM_THREADS" in os.environ:
@@ -311,6 +360,7 @@ def worker(request: str) -> None:
                 request["dtype"],
                 request["seed"],
                 request["repeat"],
+                request.get("device", "cpu"),
             )
         )
     print(json.dumps(results))

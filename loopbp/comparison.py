@@ -265,6 +265,7 @@ class Comparison:
                 seed=seed,
                 repeat=repeat,
                 threads=threads,
+                device=compare.device_of(backends),
             )
             seconds = time.perf_counter() - start
             for row, result in zip(measured, timed):
@@ -325,13 +326,12 @@ class Comparison:
 
     @property
     def worst_difference(self) -> float:
-        """The largest relative difference of the loops gradient from einsum's over the points.
+        """The largest relative difference of loopbp's kernels' gradients (loops, cuda) from einsum's.
 
-        0.0 when the loops were not run.
+        Over the points and those of the two that ran; 0.0 when neither did.
         """
-        if "loops" not in self.backends:
-            return 0.0
-        return max(row["loops"]["difference"] for row in self.measured)
+        judged = [b for b in ("loops", "cuda") if b in self.backends]
+        return max((row[b]["difference"] for row in self.measured for b in judged), default=0.0)
 
     @property
     def tolerance(self) -> float:
@@ -340,7 +340,7 @@ class Comparison:
 
     @property
     def agree(self) -> bool:
-        """Whether the loops and einsum agree within `tolerance` at every point."""
+        """Whether loopbp's kernels (loops, cuda) and einsum agree within `tolerance` at every point."""
         return self.worst_difference <= self.tolerance
 
     def to_dict(self, plot: str | None = None) -> dict[str, Any]:

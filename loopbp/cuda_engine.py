@@ -97,6 +97,11 @@ class CudaEngine:
         self.error_blocks = blocks(sizes[L] * m, self.shape.reduce_threads * self.shape.elements_per_thread)
         self.squares = cuda.device_array(self.error_blocks, np.float64)
         self.grad = cuda.device_array(self.parameter_count, self.dtype)
+        # Room for the calls from Python: theta (and X and Y) sent, E and its divergence mark.
+        self.theta = cuda.device_array(self.parameter_count, self.dtype)
+        self.rooms = [None, None]  # for X and Y
+        self.E = cuda.device_array(1, np.float64)
+        self.failed = cuda.device_array(1, np.int64)
         self.no_delta = cuda.device_array((1, 1), self.dtype)
         self.m_real = self.dtype.type(m)
         self.m = m
@@ -141,12 +146,25 @@ class CudaEngine:
 
     # --- the calls from Python ---------------------------------------------------------
 
-    def _upload(self, theta, X, Y=None):
-        cuda = self.cuda
-        return cuda.to_device(theta), cuda.to_device(X), None if Y is None else cuda.to_device(Y)
+    def _upload(self, theta, *arrays):
+        # Into the engine's own device buffers, allocated once per m: theta, then X and Y
+        # (arrays already on the device, as ``loopbp compare`` passes X and Y, as they are).
+        self.theta.copy_to_device(theta)
+        uploaded = [self.theta]
+        for k, a in enumerate(arrays):
+            if not hasattr(a, "copy_to_host"):
+                # Made on first use: a fit or ``loopbp compare`` brings its own.
+                if self.rooms[k] is None:
+                    self.rooms[k] = self.cuda.device_array(a.shape, self.dtype)
+                self.rooms[k].copy_to_device(a)
+                a = self.rooms[k]
+            uploaded.append(a)
+        self.E.copy_to_device(np.zeros(1))
+        self.failed.copy_to_device(np.zeros(1, np.int64))
+        return uploaded
 
-    def gradient(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
-        """E and the flat gradient, laid out like theta, for validated host arrays.
+    def gradient(self, theta: np.ndarray, X, Y) -> tuple[float, np.ndarray]:
+        """E and the flat gradient, laid out like theta, for validated arrays (X and Y may be on the device).
 
         Raises
         ------
@@ -156,38 +174,34 @@ class CudaEngine:
         with self.lock:
             self.ready(X.shape[1])
             theta_d, X_d, Y_d = self._upload(theta, X, Y)
-            history = self.cuda.to_device(np.zeros(1))
-            failed = self.cuda.to_device(np.zeros(1, np.int64))
             self.forward_launches(theta_d, X_d)
-            self.error_launches(Y_d, history, 0, 1.0, failed, 0, delta=True)
+            self.error_launches(Y_d, self.E, 0, 1.0, self.failed, 0, delta=True)
             self.backward_launches(theta_d, X_d)
             grad = self.grad.copy_to_host()
-            E = float(history.copy_to_host()[0])
+            E = float(self.E.copy_to_host()[0])
         if not (np.isfinite(E) and np.isfinite(grad).all()):
             raise overflow_error("gradient", self.dtype)
         return E, grad
 
-    def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
-        """A^L (a new host array) for validated host arrays."""
+    def forward(self, theta: np.ndarray, X) -> np.ndarray:
+        """A^L (a new host array) for validated arrays."""
         with self.lock:
             self.ready(X.shape[1])
-            theta_d, X_d, _ = self._upload(theta, X)
+            theta_d, X_d = self._upload(theta, X)
             self.forward_launches(theta_d, X_d)
             A = self.A[self.L].copy_to_host()
         if not np.isfinite(A).all():
             raise overflow_error("forward pass", self.dtype)
         return A
 
-    def error(self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray) -> float:
-        """E for validated host arrays."""
+    def error(self, theta: np.ndarray, X, Y) -> float:
+        """E for validated arrays."""
         with self.lock:
             self.ready(X.shape[1])
             theta_d, X_d, Y_d = self._upload(theta, X, Y)
-            history = self.cuda.to_device(np.zeros(1))
-            failed = self.cuda.to_device(np.zeros(1, np.int64))
             self.forward_launches(theta_d, X_d)
-            self.error_launches(Y_d, history, 0, 1.0, failed, 0, delta=False)
-            E = float(history.copy_to_host()[0])
+            self.error_launches(Y_d, self.E, 0, 1.0, self.failed, 0, delta=False)
+            E = float(self.E.copy_to_host()[0])
         if not np.isfinite(E):
             raise overflow_error("error", self.dtype)
         return E

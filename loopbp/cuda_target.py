@@ -26,6 +26,7 @@ The kernels (``loopbp.cuda_kernels``) use only what all three share: ``cuda.jit`
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import threading
 from types import ModuleType
 
@@ -36,6 +37,11 @@ GPU_EXTRA = 'pip install "loopbp[gpu]"'
 
 _lock = threading.Lock()
 _found: ModuleType | None = None
+
+
+def installed() -> bool:
+    """Whether a CUDA package is installed (numba-cuda-mlir, or a ``numba.cuda``), without importing it."""
+    return any(importlib.util.find_spec(name) is not None for name in ("numba_cuda_mlir", "numba.cuda"))
 
 
 def simulator_enabled() -> bool:

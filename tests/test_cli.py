@@ -80,7 +80,7 @@ def test_compare_exits_1_when_the_backends_disagree(monkeypatch, capsys):
 
     monkeypatch.setattr(compare, "run", disagreeing)
     assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 1
-    assert "FAIL: loops and einsum differ by 1.00e+00" in capsys.readouterr().err
+    assert "FAIL: loopbp's kernels and einsum differ by 1.00e+00" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -108,7 +108,6 @@ def test_compare_rejects_inconsistent_flags(args, message, capsys):
         (["--activations", "sigmoid,softmax"], "unknown activation 'softmax'"),
         (["--threads", "0"], "expected a positive integer"),
         (["--backends", "loops,fortran"], "unknown backend 'fortran'"),
-        (["--backends", "loops,numpy"], "must include einsum"),
         (["--sweep", "depth"], "invalid choice"),
     ],
 )
@@ -318,3 +317,21 @@ def test_every_subcommand_has_help(command, capsys):
         cli.main([*command, "--help"])
     assert info.value.code == 0
     assert capsys.readouterr().out.startswith(f"usage: loopbp {' '.join(command)} ")
+
+
+def test_compare_cuda_runs_einsum_and_puts_torch_and_jax_on_the_gpu(monkeypatch, capsys):
+    # The command: einsum, the reference, is added; the peers are asked for the GPU.
+    calls = []
+
+    def run(backend, points, *args, device="cpu", **kwargs):
+        calls.append((backend, device))
+        return [{"first_s": 1.0, "median_s": 2.0, "number": 1, "difference": 0.0} for _ in points]
+
+    monkeypatch.setattr(compare, "run", run)
+    monkeypatch.setattr(compare, "installed", lambda backend: True)
+    monkeypatch.setattr(cli, "installed", lambda backend: True)
+    args = ["compare", "--sizes", "3,2", "--m", "4", "--backends", "cuda,torch,jax", "--repeat", "2"]
+    assert cli.main(args) == 0
+    assert calls == [("einsum", "cuda"), ("cuda", "cuda"), ("torch", "cuda"), ("jax", "cuda")]
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert rows == ["einsum", "cuda", "torch", "jax"]

@@ -189,7 +189,7 @@ def test_comparison_run_calls_back_after_each_backend(monkeypatch):
     # compare.run stands in for the processes: each backend's median is its place in COMPARED_BACKENDS.
     calls = []
 
-    def run(backend, points, activations, dtype, seed, repeat, threads):
+    def run(backend, points, activations, dtype, seed, repeat, threads, device):
         calls.append((backend, points, activations, dtype, seed, repeat, threads))
         t = (compare.COMPARED_BACKENDS.index(backend) + 1) / 1e3
         return [{"first_s": 1.0, "median_s": t, "number": 1, "difference": 0.0} for _ in points]
