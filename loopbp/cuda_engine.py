@@ -65,9 +65,19 @@ class CudaEngine:
         #: Offset of W^l in theta, for l = 1..L (index 0 unused).
         self.w_offsets = [0] + [layout.weight_offset(sizes_array, l) for l in range(1, self.L + 1)]
         self.parameter_count = layout.parameter_count(self.sizes)
+        # The most elements of one layer's dE/dW^l and dE/db^l: a chunk's share of them.
+        self.widest_gradient = max(self.sizes[l] * (self.sizes[l - 1] + 1) for l in range(1, self.L + 1))
         # One engine may be shared by threads; its buffers serve one call at a time.
         self.lock = threading.Lock()
-        self.m = None
+        self.m = self.capacity = None
+        cuda = self.cuda
+        self.grad = cuda.device_array(self.parameter_count, self.dtype)
+        # Room for the calls from Python: theta sent, E and its divergence mark back.
+        self.theta = cuda.device_array(self.parameter_count, self.dtype)
+        self.E = cuda.device_array(1, np.float64)
+        self.failed = cuda.device_array(1, np.int64)
+        # dE/dZ^L's stand-in when only E is wanted (`output_delta` writes no delta then).
+        self.no_delta = cuda.device_array((1, 1), self.dtype)
 
     def tiles(self, rows: int, cols: int) -> tuple[int, int]:
         """The grid of a contraction kernel whose output is rows x cols (x along the columns)."""
@@ -76,35 +86,63 @@ class CudaEngine:
     # --- buffers ---------------------------------------------------------------------
 
     def ready(self, m: int) -> None:
-        """Make the device buffers for m samples (kept until another m comes)."""
+        """Make the device buffers ready for m samples.
+
+        They are allocated for the largest m seen so far and kept: a smaller m (the last
+        batch of an epoch, say) uses views of their heads, made once per m.
+        """
         if self.m == m:
             return
-        cuda, sizes, L = self.cuda, self.sizes, self.L
-        # A^1..A^L; A^0 is X.
-        self.A = [None] + [cuda.device_array((sizes[l], m), self.dtype) for l in range(1, L + 1)]
-        # dE/dZ^l for every l, alternating between two buffers as the CPU's deltas do.
-        widest = max(sizes[1:])
-        pair = [cuda.device_array(widest * m, self.dtype) for _ in range(2)]
-        self.dZ = [None] + [pair[l % 2][: sizes[l] * m].reshape(sizes[l], m) for l in range(1, L + 1)]
-        chunks = blocks(m, self.shape.chunk)
-        largest = max(sizes[l] * (sizes[l - 1] + 1) for l in range(1, L + 1))
-        chunk_room = cuda.device_array(chunks * largest, self.dtype)
-        self.chunk_sums = [None] + [
-            chunk_room[: chunks * sizes[l] * (sizes[l - 1] + 1)].reshape(chunks, sizes[l], sizes[l - 1] + 1)
-            for l in range(1, L + 1)
-        ]
-        self.chunk_grid_z = min(chunks, MAX_GRID_Z)
-        self.error_blocks = blocks(sizes[L] * m, self.shape.reduce_threads * self.shape.elements_per_thread)
-        self.squares = cuda.device_array(self.error_blocks, np.float64)
-        self.grad = cuda.device_array(self.parameter_count, self.dtype)
-        # Room for the calls from Python: theta (and X and Y) sent, E and its divergence mark.
-        self.theta = cuda.device_array(self.parameter_count, self.dtype)
-        self.rooms = [None, None]  # for X and Y
-        self.E = cuda.device_array(1, np.float64)
-        self.failed = cuda.device_array(1, np.int64)
-        self.no_delta = cuda.device_array((1, 1), self.dtype)
+        if self.capacity is None or m > self.capacity:
+            self._allocate(m)
+        if m not in self._views:
+            self._views[m] = self._make_views(m)
+        self.A, self.dZ, self.chunk_sums, self.squares = self._views[m]
+        self.chunk_grid_z = min(self.chunk_sums[1].shape[0], MAX_GRID_Z)
+        self.error_blocks = self.squares.shape[0]
         self.m_real = self.dtype.type(m)
         self.m = m
+
+    def _allocate(self, capacity: int) -> None:
+        cuda, sizes, dtype = self.cuda, self.sizes, self.dtype
+        self._flat = {
+            # A^1..A^L, one after another; A^0 is X.
+            "A": cuda.device_array(sum(sizes[1:]) * capacity, dtype),
+            # dE/dZ^l for every l, alternating between two buffers as the CPU's deltas do.
+            "dZ": [cuda.device_array(max(sizes[1:]) * capacity, dtype) for _ in range(2)],
+            "chunks": cuda.device_array(blocks(capacity, self.shape.chunk) * self.widest_gradient, dtype),
+            "squares": cuda.device_array(self._error_blocks(capacity), np.float64),
+            "rooms": [None, None],  # for X and Y: `_room`
+        }
+        self.capacity, self._views, self.m = capacity, {}, None
+
+    def _error_blocks(self, m: int) -> int:
+        return blocks(self.sizes[-1] * m, self.shape.reduce_threads * self.shape.elements_per_thread)
+
+    def _make_views(self, m: int):
+        sizes, L, flat = self.sizes, self.L, self._flat
+        A, offset = [None], 0
+        for l in range(1, L + 1):
+            A.append(flat["A"][offset : offset + sizes[l] * m].reshape(sizes[l], m))
+            offset += sizes[l] * m
+        dZ = [None] + [flat["dZ"][l % 2][: sizes[l] * m].reshape(sizes[l], m) for l in range(1, L + 1)]
+        chunks = blocks(m, self.shape.chunk)
+        chunk_sums = [None] + [
+            flat["chunks"][: chunks * sizes[l] * (sizes[l - 1] + 1)].reshape(
+                chunks, sizes[l], sizes[l - 1] + 1
+            )
+            for l in range(1, L + 1)
+        ]
+        squares = flat["squares"][: self._error_blocks(m)]
+        return A, dZ, chunk_sums, squares
+
+    def _room(self, k: int):
+        # X's room (k = 0) or Y's (k = 1) for the current m, allocated on first use: a fit
+        # or ``loopbp compare`` brings its own X and Y.
+        rows, flat = self.sizes[0 if k == 0 else -1], self._flat["rooms"]
+        if flat[k] is None:
+            flat[k] = self.cuda.device_array(rows * self.capacity, self.dtype)
+        return flat[k][: rows * self.m].reshape(rows, self.m)
 
     # --- the launches, in the derivation's order ---------------------------------------
 
@@ -153,11 +191,9 @@ class CudaEngine:
         uploaded = [self.theta]
         for k, a in enumerate(arrays):
             if not hasattr(a, "copy_to_host"):
-                # Made on first use: a fit or ``loopbp compare`` brings its own.
-                if self.rooms[k] is None:
-                    self.rooms[k] = self.cuda.device_array(a.shape, self.dtype)
-                self.rooms[k].copy_to_device(a)
-                a = self.rooms[k]
+                room = self._room(k)
+                room.copy_to_device(a)
+                a = room
             uploaded.append(a)
         self.E.copy_to_device(np.zeros(1))
         self.failed.copy_to_device(np.zeros(1, np.int64))

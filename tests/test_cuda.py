@@ -108,6 +108,16 @@ def test_forward_and_error_agree(dtype):
     assert relative_difference(engine.error(net.theta, X, Y), net.error(X, Y, backend="einsum")) < tol
 
 
+def test_one_engine_for_several_m():
+    # Buffers for the largest m so far; a smaller m (a fit's last batch) uses views of them.
+    net, X, Y = problem((5, 7, 3), 21, np.float64)
+    engine = CudaEngine(net.sizes, net.activations, net.dtype, TINY_SHAPE)
+    for m in (13, 4, 21, 13):
+        E, grad = engine.gradient(net.theta, X[:, :m].copy(), Y[:, :m].copy())
+        expected = net.gradient(X[:, :m], Y[:, :m])
+        assert gradient_difference((E, *layout.unpack(grad, net.sizes)), expected) < 1e-12
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bitwise_equal_from_run_to_run(dtype):
     # Sums over c in fixed chunks added in a fixed order, no atomics: the same bits every run.
