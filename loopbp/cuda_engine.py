@@ -160,7 +160,13 @@ class CudaEngine:
         """history[slot] += weight E; with `delta`, dE/dZ^L too. After `forward_launches`."""
         k, L = self.kernels, self.L
         k.output_delta[self.error_blocks, self.shape.reduce_threads](
-            self.A[L], Y, self.codes[L - 1], self.m_real, self.dZ[L] if delta else self.no_delta, self.squares
+            self.A[L],
+            Y,
+            self.codes[L - 1],
+            self.m_real,
+            delta,
+            self.dZ[L] if delta else self.no_delta,
+            self.squares,
         )
         k.add_error[1, self.shape.reduce_threads](
             self.squares, 2.0 * self.m, weight, history, slot, failed, epoch
@@ -263,9 +269,10 @@ def cuda_engine_for(sizes: Sequence[int], activations: Sequence[str], dtype: np.
 class CudaTrainer:
     """One `Network.fit` with the cuda backend: theta, X and Y stay on the device.
 
-    Each `run` launches the steps of some epochs (per step: the forward pass, E, the
-    backward pass, the step's check and the step), then copies back what Python needs:
-    E of each of those epochs, the divergence mark and theta. Mini-batches are shuffled
+    Each `run` sends theta (a callback may have changed it), launches the steps of some
+    epochs (per step: the forward pass, E, the backward pass, the step's check and the
+    step), then copies back what Python needs: E of each of those epochs, the divergence
+    mark and theta. On Ctrl-C the network keeps the theta of the last finished call. Mini-batches are shuffled
     on the host with the loops backend's generator, so a seeded network draws the same
     orders with every backend; each epoch's order goes to the device once, and each
     batch is gathered there.
@@ -336,6 +343,8 @@ class CudaTrainer:
         started = time.perf_counter()
         cuda = self.engine.cuda
         with self.engine.lock:
+            # theta from the host at each call, not only the first: a callback may change it.
+            self.theta.copy_to_device(self.net.theta)
             self.history = cuda.to_device(np.zeros(count))
             for epoch in range(count):
                 self._epoch(epoch)

@@ -202,7 +202,7 @@ def kernels_for(dtype: np.dtype, shape: KernelShape = DEFAULT_SHAPE) -> SimpleNa
                         A[i, c] = g(code, Z[r, s] + b)
 
     @cuda.jit
-    def output_delta(A, Y, code, m_real, dZ, squares):
+    def output_delta(A, Y, code, m_real, write, dZ, squares):
         r"""dE/dZ^L, and E's squares summed per block.
 
         .. math::
@@ -223,13 +223,14 @@ def kernels_for(dtype: np.dtype, shape: KernelShape = DEFAULT_SHAPE) -> SimpleNa
             The activation code of g^L.
         m_real : scalar of the dtype
             m, by which each A - Y is divided, as the CPU kernels divide.
-        dZ : (n^L, m) device array, or a (1, 1) one
-            Output, dE/dZ^L; not written when it is (1, 1) and m > 1 (E alone).
+        write : bool
+            Whether to write dE/dZ^L (False: E alone).
+        dZ : (n^L, m) device array
+            Output, dE/dZ^L, when `write`; any array otherwise.
         squares : float64 device array, one per block
             Output, each block's sum of (A^L_ic - Y_ic)^2.
         """
         n, m = A.shape
-        write = dZ.shape[1] == m
         block_sums = cuda.shared.array(REDUCE_THREADS, np.float64)
         t = cuda.threadIdx.x
         first = cuda.blockIdx.x * (REDUCE_THREADS * ELEMENTS_PER_THREAD)

@@ -51,13 +51,18 @@ def simulator_enabled() -> bool:
     return bool(config.ENABLE_CUDASIM)
 
 
+#: The name NumPy 2.5 removed and numba-cuda still registers an overload for. Held as a
+#: string: linters rewrite ``np.row_stack`` to ``np.vstack``, which here would delete vstack.
+ROW_STACK = "row_stack"
+
+
 def _numba_cuda() -> ModuleType:
     # numba-cuda registers np.row_stack's overload when its array functions are first
     # imported; NumPy 2.5 has no np.row_stack. The alias lives only while they load.
-    added = not hasattr(np, "row_stack")
     with _lock:
+        added = not hasattr(np, ROW_STACK)
         if added:
-            np.vstack = np.vstack
+            setattr(np, ROW_STACK, np.vstack)
         try:
             cuda = importlib.import_module("numba.cuda")
             if not simulator_enabled():
@@ -67,7 +72,7 @@ def _numba_cuda() -> ModuleType:
                     pass
         finally:
             if added:
-                del np.vstack
+                delattr(np, ROW_STACK)
     return cuda
 
 
@@ -88,7 +93,7 @@ def cuda_module() -> ModuleType:
         except ImportError as err:
             raise ImportError(
                 f"NUMBA_ENABLE_CUDASIM=1 asks for Numba's CUDA simulator, which this numba lacks ({err}): "
-                f'pip install "loopbp[cuda-simulator]"'
+                f"pip install numba-cuda"
             ) from None
         return _found
     try:

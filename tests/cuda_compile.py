@@ -56,7 +56,7 @@ for shape in (cuda_kernels.DEFAULT_SHAPE, cuda_kernels.TINY_SHAPE):
         # The argument types of the launches in loopbp.cuda_engine.
         signatures = {
             "forward_layer": (a1, i64, i64, a2, a2),
-            "output_delta": (a2, a2, i64, r, a2, e1),
+            "output_delta": (a2, a2, i64, r, types.boolean, a2, e1),
             "add_error": (e1, f64, f64, e1, i64, i1, i64),
             "hidden_delta": (a1, i64, i64, a2, a2, a2),
             "weight_gradient": (a2, a2, a3),

@@ -118,6 +118,45 @@ def test_one_engine_for_several_m():
         assert gradient_difference((E, *layout.unpack(grad, net.sizes)), expected) < 1e-12
 
 
+def test_error_of_one_sample():
+    # E alone writes no dE/dZ^L: with m = 1 and n^L > 1 too.
+    net, X, Y = problem((4, 5, 3), 1, np.float64)
+    engine = CudaEngine(net.sizes, net.activations, net.dtype, TINY_SHAPE)
+    assert relative_difference(engine.error(net.theta, X, Y), net.error(X, Y)) < 1e-12
+
+
+def test_fit_keeps_what_a_callback_does_to_theta(tiny_engines):
+    # theta goes to the GPU at every call from Python, so a callback's change counts, as with loops.
+    def zero_the_first_layer(net):
+        def callback(epoch, E):
+            net.W[0][...] = 0
+
+        return callback
+
+    histories = []
+    for backend in ("loops", "cuda"):
+        net, X, Y = problem((3, 5, 2), 9, np.float64)
+        kw = dict(learning_rate=0.1, epochs=3, progress=False, callback=zero_the_first_layer(net))
+        histories.append(net.fit(X, Y, backend=backend, **kw))
+    assert relative_difference(histories[1], histories[0]) < 1e-12
+
+
+def test_numpy_without_row_stack_keeps_vstack():
+    # NumPy 2.5 has no np.row_stack; numba-cuda needs it while it loads: the alias is made
+    # and removed again, and np.vstack is left alone.
+    code = """
+        import numpy as np
+        if hasattr(np, "row_stack"):
+            del np.row_stack
+        from loopbp import cuda_target
+        cuda_target._numba_cuda()
+        print(hasattr(np, "row_stack"), np.vstack.__name__)
+    """
+    out = _without_simulator(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "vstack"]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bitwise_equal_from_run_to_run(dtype):
     # Sums over c in fixed chunks added in a fixed order, no atomics: the same bits every run.
