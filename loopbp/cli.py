@@ -28,8 +28,9 @@ from . import __version__, distributed, numba_cache
 from .activations import ACTIVATIONS, activation_code
 from .compare import COMPARED_BACKENDS, OPTIONAL, default_backends, installed
 from .comparison import Comparison, gradient_gflop
+from .cuda_target import NoGPU
 from .problems import default_activations
-from .validation import check_activations, check_choice, check_positive, check_seed, check_sizes
+from .validation import BACKENDS, check_activations, check_choice, check_positive, check_seed, check_sizes
 
 DEFAULT_SIZES = (64, 128, 128, 10)
 DEFAULT_M = 1000
@@ -162,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
     digits.add_argument("--learning-rate", type=_learning_rate, default=0.1, help="default: 0.1")
     digits.add_argument("--hidden", type=_positive, default=64, help="hidden units (default: 64)")
     for example in (sine, digits):
-        example.add_argument("--backend", choices=("loops", "einsum"), default="loops")
+        example.add_argument("--backend", choices=BACKENDS, default="loops")
         example.add_argument("--seed", type=_seed, default=0, help="default: 0")
         example.add_argument("--no-progress", action="store_true", help="no progress bar")
         example.add_argument(
@@ -420,7 +421,7 @@ def train(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             **extra,
         )
-    except ImportError as err:  # the digits' scikit-learn
+    except (ImportError, NoGPU) as err:  # the digits' scikit-learn, or the cuda backend's package or GPU
         return _error(str(err))
     except OSError as err:  # includes TimeoutError: the scheduler cannot be reached
         return _error(f"cannot reach the Dask scheduler {args.scheduler}: {err}")

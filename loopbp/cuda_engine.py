@@ -22,6 +22,7 @@ from .activations import activation_code
 from .cuda_kernels import DEFAULT_SHAPE, MAX_GRID_Z, KernelShape, blocks, kernels_for
 from .cuda_target import require_gpu
 from .engine import overflow_error
+from .training import epochs_per_call
 from .training_loop import shuffle, shuffle_state
 
 #: The kernels' block and tile sizes for the engines `cuda_engine_for` makes.
@@ -358,9 +359,5 @@ class CudaTrainer:
         return finished
 
     def epochs_per_call(self, left: int) -> int:
-        """How many epochs the next call should run (as ``training.Trainer.epochs_per_call``)."""
-        from .training import SECONDS_PER_CALL
-
-        if self.seconds_per_epoch is None:
-            return 1
-        return int(max(1, min(left, SECONDS_PER_CALL / max(self.seconds_per_epoch, 1e-9))))
+        """How many epochs the next call should run (``training.epochs_per_call``)."""
+        return epochs_per_call(self.seconds_per_epoch, left)

@@ -36,6 +36,12 @@ import numpy as np
 GPU_EXTRA = 'pip install "loopbp[gpu]"'
 
 _lock = threading.Lock()
+
+
+class NoGPU(RuntimeError):
+    """``backend="cuda"`` found a CUDA package but no usable GPU (and the simulator is off)."""
+
+
 _found: ModuleType | None = None
 
 
@@ -115,8 +121,9 @@ def require_gpu() -> ModuleType:
     ------
     ImportError
         If no CUDA package is installed.
-    RuntimeError
-        If the package finds no usable GPU; the message says how to test without one.
+    NoGPU
+        A RuntimeError: the package finds no usable GPU; the message says how to test
+        without one.
     """
     cuda = cuda_module()
     if simulator_enabled():
@@ -128,7 +135,7 @@ def require_gpu() -> ModuleType:
     else:
         why = ""
     if not available:
-        raise RuntimeError(
+        raise NoGPU(
             f"backend='cuda' found no usable CUDA GPU{why}. Without a GPU, Numba's CUDA simulator runs "
             f"the same kernels (slowly): set NUMBA_ENABLE_CUDASIM=1 before Python imports numba."
         )

@@ -322,7 +322,15 @@ class Trainer:
         return finished
 
     def epochs_per_call(self, left: int) -> int:
-        """How many epochs the next call should run: about `SECONDS_PER_CALL`, at most `left`."""
-        if self.seconds_per_epoch is None:
-            return 1
-        return int(max(1, min(left, SECONDS_PER_CALL / max(self.seconds_per_epoch, 1e-9))))
+        """How many epochs the next call should run (`epochs_per_call`)."""
+        return epochs_per_call(self.seconds_per_epoch, left)
+
+
+def epochs_per_call(seconds_per_epoch: float | None, left: int) -> int:
+    """How many epochs a trainer's next call should run: about `SECONDS_PER_CALL`, at most `left`.
+
+    One until an epoch has been timed (`seconds_per_epoch` None).
+    """
+    if seconds_per_epoch is None:
+        return 1
+    return int(max(1, min(left, SECONDS_PER_CALL / max(seconds_per_epoch, 1e-9))))

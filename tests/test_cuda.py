@@ -291,7 +291,12 @@ def test_without_a_gpu_the_error_says_how_to_test():
         pytest.skip("this machine has a GPU")
     out = _without_simulator(GRADIENT_ON_CUDA)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("RuntimeError") and "NUMBA_ENABLE_CUDASIM=1" in out.stdout
+    assert out.stdout.startswith("NoGPU") and "NUMBA_ENABLE_CUDASIM=1" in out.stdout
+    # The command line says it too, without a traceback.
+    args = "['train', 'sine', '--backend', 'cuda', '--epochs', '2']"
+    cli = f"from loopbp.cli import main; raise SystemExit(main({args}))"
+    out = _without_simulator(cli)
+    assert out.returncode == 2 and "found no usable CUDA GPU" in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.skipif(not SIMULATED, reason="the compile check is for machines without a GPU")
