@@ -273,10 +273,10 @@ class CudaTrainer:
     Each `run` sends theta (a callback may have changed it), launches the steps of some
     epochs (per step: the forward pass, E, the backward pass, the step's check and the
     step), then copies back what Python needs: E of each of those epochs, the divergence
-    mark and theta. On Ctrl-C the network keeps the theta of the last finished call. Mini-batches are shuffled
-    on the host with the loops backend's generator, so a seeded network draws the same
-    orders with every backend; each epoch's order goes to the device once, and each
-    batch is gathered there.
+    mark and theta. On Ctrl-C the network keeps the theta of the last finished call.
+    Mini-batches are shuffled on the host with the loops backend's generator, so a seeded
+    network draws the same orders with every backend; each epoch's order goes to the
+    device once, and each batch is gathered there.
 
     Parameters
     ----------
