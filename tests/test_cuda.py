@@ -78,11 +78,11 @@ ACTIVATION_SETS = [[a, a, a] for a in loopbp.ACTIVATIONS] + [["relu", "tanh", "i
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     ("activations", "m"),
-    [(a, 19) for a in ACTIVATION_SETS] + [(["sigmoid"] * 3, 1), (ACTIVATION_SETS[-1], 1)],
+    [(a, 17) for a in ACTIVATION_SETS] + [(["sigmoid"] * 3, 1), (ACTIVATION_SETS[-1], 1)],
     ids=lambda v: "-".join(v) if isinstance(v, list) else f"m{v}",
 )
 def test_gradient_agrees_with_loops_and_einsum(dtype, activations, m):
-    # m = 19 spans three chunks of 8 samples and five tiles of 4; n = 5, 7 and 3 are odd.
+    # m = 17 spans three chunks of 8 samples and five tiles of 4; n = 5, 7 and 3 are odd.
     net, X, Y = problem((5, 7, 6, 3), m, dtype, activations=activations)
     result = cuda_gradient(net, X, Y)
     tol = TOLERANCE[np.dtype(dtype)]
@@ -160,7 +160,7 @@ def test_numpy_without_row_stack_keeps_vstack():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_bitwise_equal_from_run_to_run(dtype):
     # Sums over c in fixed chunks added in a fixed order, no atomics: the same bits every run.
-    net, X, Y = problem((6, 9, 5, 3), 37, dtype)
+    net, X, Y = problem((6, 9, 3), 29, dtype)
     engine = CudaEngine(net.sizes, net.activations, net.dtype, TINY_SHAPE)
     E1, g1 = engine.gradient(net.theta, X, Y)
     E2, g2 = CudaEngine(net.sizes, net.activations, net.dtype, TINY_SHAPE).gradient(net.theta, X, Y)
@@ -190,16 +190,16 @@ def test_public_functions_and_network(tiny_engines):
 @pytest.mark.parametrize("batch_size", [None, 4])
 def test_fit_matches_the_loops_fit(tiny_engines, dtype, batch_size):
     # The same seed draws the same mini-batch orders on the host for both backends.
-    loops_net, X, Y = problem((3, 5, 2), 11, dtype, seed=3)
-    cuda_net, _, _ = problem((3, 5, 2), 11, dtype, seed=3)
-    kw = dict(learning_rate=0.5, epochs=4, batch_size=batch_size, progress=False)
+    loops_net, X, Y = problem((3, 5, 2), 9, dtype, seed=3)
+    cuda_net, _, _ = problem((3, 5, 2), 9, dtype, seed=3)
+    kw = dict(learning_rate=0.5, epochs=3, batch_size=batch_size, progress=False)
     expected = loops_net.fit(X, Y, **kw)
     history = cuda_net.fit(X, Y, backend="cuda", **kw)
     tol = TOLERANCE[np.dtype(dtype)]
-    assert history.shape == (4,) and relative_difference(history, expected) < tol
+    assert history.shape == (3,) and relative_difference(history, expected) < tol
     assert relative_difference(cuda_net.theta, loops_net.theta) < tol
     # Seeded again: bitwise the same history and parameters.
-    again, _, _ = problem((3, 5, 2), 11, dtype, seed=3)
+    again, _, _ = problem((3, 5, 2), 9, dtype, seed=3)
     assert np.array_equal(again.fit(X, Y, backend="cuda", **kw), history)
     assert again.theta.tobytes() == cuda_net.theta.tobytes()
 
@@ -301,7 +301,7 @@ def test_without_a_gpu_the_error_says_how_to_test():
 
 @pytest.mark.skipif(not SIMULATED, reason="the compile check is for machines without a GPU")
 def test_kernels_compile_for_a_gpu():
-    # The simulator runs the kernels as Python; this compiles them, both dtypes and shapes,
+    # The simulator runs the kernels as Python; this compiles them, both dtypes, default shape,
     # to PTX for a Hopper GPU with the real compiler, where one is installed (libNVVM).
     out = subprocess.run(
         [sys.executable, str(REPO / "tests" / "cuda_compile.py")],
@@ -314,7 +314,7 @@ def test_kernels_compile_for_a_gpu():
         pytest.skip(out.stdout.strip().splitlines()[-1])
     assert out.returncode == 0, out.stdout + out.stderr
     compiled = [line for line in out.stdout.splitlines() if line.endswith(" chars")]
-    assert len(compiled) == 2 * 2 * len(cuda_kernels.KERNELS)
+    assert len(compiled) == 2 * len(cuda_kernels.KERNELS)
 
 
 def test_dask_arrays_need_the_loops_backend(tiny_engines):
