@@ -11,16 +11,19 @@ between two calls from Python, which run many epochs, nothing returns to the hos
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+import warnings
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 
 from . import layout
 from .activations import activation_code
 from .cuda_kernels import DEFAULT_SHAPE, MAX_GRID_Z, KernelShape, blocks, kernels_for
-from .cuda_target import require_gpu
+from .cuda_target import require_gpu, simulator_enabled
 from .engine import overflow_error
 from .training import epochs_per_call
 from .training_loop import shuffle, shuffle_state
@@ -70,7 +73,7 @@ class CudaEngine:
         self.widest_gradient = max(self.sizes[l] * (self.sizes[l - 1] + 1) for l in range(1, self.L + 1))
         # One engine may be shared by threads; its buffers serve one call at a time.
         self.lock = threading.Lock()
-        self.m = self.capacity = None
+        self.m = self.capacity = self._step = None
         cuda = self.cuda
         self.grad = cuda.device_array(self.parameter_count, self.dtype)
         # Room for the calls from Python: theta sent, E and its divergence mark back.
@@ -98,9 +101,7 @@ class CudaEngine:
             self._allocate(m)
         if m not in self._views:
             self._views[m] = self._make_views(m)
-        self.A, self.dZ, self.chunk_sums, self.squares = self._views[m]
-        self.chunk_grid_z = min(self.chunk_sums[1].shape[0], MAX_GRID_Z)
-        self.error_blocks = self.squares.shape[0]
+        self.A, self.dZ, self.chunk_sums, self.squares, self.launch = self._views[m]
         self.m_real = self.dtype.type(m)
         self.m = m
 
@@ -135,7 +136,7 @@ class CudaEngine:
             for l in range(1, L + 1)
         ]
         squares = flat["squares"][: self._error_blocks(m)]
-        return A, dZ, chunk_sums, squares
+        return A, dZ, chunk_sums, squares, self._launchers(m)
 
     def _room(self, k: int):
         # X's room (k = 0) or Y's (k = 1) for the current m, allocated on first use: a fit
@@ -147,45 +148,70 @@ class CudaEngine:
 
     # --- the launches, in the derivation's order ---------------------------------------
 
+    def _launchers(self, m: int) -> SimpleNamespace:
+        # Every kernel of a step, configured with its grid for m.
+        k, sizes, L, shape, square = self.kernels, self.sizes, self.L, self.shape, self.square
+        chunk_grid_z = min(blocks(m, shape.chunk), MAX_GRID_Z)
+        layers = range(1, L + 1)
+        return SimpleNamespace(
+            forward=[None] + [configured(k.forward_layer, self.tiles(sizes[l], m), square) for l in layers],
+            output_delta=configured(k.output_delta, self._error_blocks(m), shape.reduce_threads),
+            add_error=configured(k.add_error, 1, shape.reduce_threads),
+            weight_gradient=[None]
+            + [
+                configured(k.weight_gradient, (*self.tiles(sizes[l], sizes[l - 1] + 1), chunk_grid_z), square)
+                for l in layers
+            ],
+            sum_chunks=[None]
+            + [
+                configured(
+                    k.sum_chunks,
+                    (blocks(sizes[l - 1] + 1, shape.threads), blocks(sizes[l], shape.threads)),
+                    square,
+                )
+                for l in layers
+            ],
+            hidden_delta=[None, None]
+            + [configured(k.hidden_delta, self.tiles(sizes[l - 1], m), square) for l in range(2, L + 1)],
+            gather=[
+                configured(k.gather, (blocks(m, shape.threads), blocks(n, shape.threads)), square)
+                for n in (sizes[0], sizes[L])
+            ],
+        )
+
+    def step_launchers(self) -> tuple:
+        """`check_step` and `descend` configured for theta's length (made once)."""
+        if self._step is None:
+            grid, threads = blocks(self.parameter_count, self.shape.reduce_threads), self.shape.reduce_threads
+            self._step = tuple(
+                configured(kernel, grid, threads)
+                for kernel in (self.kernels.check_step, self.kernels.descend)
+            )
+        return self._step
+
     def forward_launches(self, theta, X) -> None:
         """A^1..A^L from theta and X (device arrays); A^L is ``self.A[L]``."""
-        k, m = self.kernels, self.m
         A_prev = X
         for l in range(1, self.L + 1):
-            k.forward_layer[self.tiles(self.sizes[l], m), self.square](
-                theta, self.w_offsets[l], self.codes[l - 1], A_prev, self.A[l]
-            )
+            self.launch.forward[l](theta, self.w_offsets[l], self.codes[l - 1], A_prev, self.A[l])
             A_prev = self.A[l]
 
     def error_launches(self, Y, history, slot, weight, failed, epoch, delta: bool) -> None:
         """history[slot] += weight E; with `delta`, dE/dZ^L too. After `forward_launches`."""
-        k, L = self.kernels, self.L
-        k.output_delta[self.error_blocks, self.shape.reduce_threads](
-            self.A[L],
-            Y,
-            self.codes[L - 1],
-            self.m_real,
-            delta,
-            self.dZ[L] if delta else self.no_delta,
-            self.squares,
-        )
-        k.add_error[1, self.shape.reduce_threads](
-            self.squares, 2.0 * self.m, weight, history, slot, failed, epoch
-        )
+        L = self.L
+        dZ = self.dZ[L] if delta else self.no_delta
+        self.launch.output_delta(self.A[L], Y, self.codes[L - 1], self.m_real, delta, dZ, self.squares)
+        self.launch.add_error(self.squares, 2.0 * self.m, weight, history, slot, failed, epoch)
 
     def backward_launches(self, theta, X) -> None:
         """The gradient into ``self.grad``, layer L down to 1. After `error_launches` with `delta`."""
-        k, m, sizes = self.kernels, self.m, self.sizes
+        launch = self.launch
         for l in range(self.L, 0, -1):
             A_prev = X if l == 1 else self.A[l - 1]
-            grid = (*self.tiles(sizes[l], sizes[l - 1] + 1), self.chunk_grid_z)
-            k.weight_gradient[grid, self.square](self.dZ[l], A_prev, self.chunk_sums[l])
-            k.sum_chunks[
-                (blocks(sizes[l - 1] + 1, self.shape.threads), blocks(sizes[l], self.shape.threads)),
-                self.square,
-            ](self.chunk_sums[l], self.grad, self.w_offsets[l])
+            launch.weight_gradient[l](self.dZ[l], A_prev, self.chunk_sums[l])
+            launch.sum_chunks[l](self.chunk_sums[l], self.grad, self.w_offsets[l])
             if l > 1:
-                k.hidden_delta[self.tiles(sizes[l - 1], m), self.square](
+                launch.hidden_delta[l](
                     theta, self.w_offsets[l], self.codes[l - 2], self.dZ[l], self.A[l - 1], self.dZ[l - 1]
                 )
 
@@ -250,6 +276,26 @@ class CudaEngine:
         return E
 
 
+def configured(kernel, grid, block):
+    """`kernel` configured for `grid` and `block`: made once, launched many times.
+
+    Configuring costs microseconds at each launch otherwise, and warns of grids under 128
+    blocks, which the small layers' kernels and E's last sum have by design: the warning is
+    silenced here, for loopbp's own launches only. The simulator configures the kernel
+    object itself rather than a new one, so under it the configuration is made at each
+    launch.
+    """
+    if simulator_enabled():
+        return functools.partial(_launch, kernel, grid, block)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Grid size")
+        return kernel[grid, block]
+
+
+def _launch(kernel, grid, block, *args):
+    kernel[grid, block](*args)
+
+
 _engines: dict[tuple, CudaEngine] = {}
 _engines_lock = threading.Lock()
 
@@ -306,18 +352,26 @@ class CudaTrainer:
             self.order_d = cuda.device_array(m, np.int64)
             self.X_batch = cuda.device_array(net.sizes[0] * batch_size, net.dtype)
             self.Y_batch = cuda.device_array(net.sizes[-1] * batch_size, net.dtype)
+            self.batches = {}
         self.seconds_per_epoch = None
 
     def _step(self, X, Y, weight, epoch) -> None:
-        engine, k = self.engine, self.engine.kernels
+        engine = self.engine
         engine.ready(X.shape[1])
         engine.forward_launches(self.theta, X)
         engine.error_launches(Y, self.history, epoch, weight, self.failed, epoch, delta=True)
         engine.backward_launches(self.theta, X)
-        threads = engine.shape.reduce_threads
-        grid = blocks(engine.parameter_count, threads)
-        k.check_step[grid, threads](self.theta, engine.grad, self.alpha, self.failed, epoch)
-        k.descend[grid, threads](self.theta, engine.grad, self.alpha, self.failed)
+        check_step, descend = engine.step_launchers()
+        check_step(self.theta, engine.grad, self.alpha, self.failed, epoch)
+        descend(self.theta, engine.grad, self.alpha, self.failed)
+
+    def _batch(self, width: int) -> tuple:
+        # The (n^0, width) and (n^L, width) views of the batch buffers, made once per width.
+        if width not in self.batches:
+            n_in, n_out = self.net.sizes[0], self.net.sizes[-1]
+            X_b = self.X_batch[: n_in * width].reshape(n_in, width)
+            self.batches[width] = X_b, self.Y_batch[: n_out * width].reshape(n_out, width)
+        return self.batches[width]
 
     def _epoch(self, epoch: int) -> None:
         if self.full:
@@ -325,15 +379,14 @@ class CudaTrainer:
             return
         shuffle(self.order, self.rng)
         self.order_d.copy_to_device(self.order)
-        engine = self.engine
-        gather, threads, square = engine.kernels.gather, engine.shape.threads, engine.square
-        n_in, n_out, m = self.net.sizes[0], self.net.sizes[-1], self.m
+        engine, m = self.engine, self.m
         for start in range(0, m, self.batch_size):
             width = min(self.batch_size, m - start)
-            X_b = self.X_batch[: n_in * width].reshape(n_in, width)
-            Y_b = self.Y_batch[: n_out * width].reshape(n_out, width)
-            gather[(blocks(width, threads), blocks(n_in, threads)), square](self.X, self.order_d, start, X_b)
-            gather[(blocks(width, threads), blocks(n_out, threads)), square](self.Y, self.order_d, start, Y_b)
+            X_b, Y_b = self._batch(width)
+            engine.ready(width)
+            gather_X, gather_Y = engine.launch.gather
+            gather_X(self.X, self.order_d, start, X_b)
+            gather_Y(self.Y, self.order_d, start, Y_b)
             self._step(X_b, Y_b, width / m, epoch)
 
     def run(self, first: int, count: int, history: np.ndarray) -> int:

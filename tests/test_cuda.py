@@ -141,6 +141,22 @@ def test_fit_keeps_what_a_callback_does_to_theta(tiny_engines):
     assert relative_difference(histories[1], histories[0]) < 1e-12
 
 
+def test_kernels_configured_once_without_a_warning():
+    # Off the simulator (which configures a kernel in place), a step's kernels are configured
+    # once per m, and the small grids' performance warning is silenced for them.
+    code = """
+        import warnings, numpy as np
+        warnings.simplefilter("error")
+        from loopbp import cuda_engine, cuda_kernels
+        kernel = cuda_kernels.kernels_for(np.dtype(np.float64)).add_error
+        launcher = cuda_engine.configured(kernel, 1, 256)
+        print(type(launcher).__name__, tuple(launcher.griddim), tuple(launcher.blockdim))
+    """
+    out = _without_simulator(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["_LaunchConfiguration", "(1,", "1,", "1)", "(256,", "1,", "1)"]
+
+
 def test_numpy_without_row_stack_keeps_vstack():
     # NumPy 2.5 has no np.row_stack; numba-cuda needs it while it loads: the alias is made
     # and removed again, and np.vstack is left alone.
