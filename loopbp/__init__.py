@@ -3,7 +3,8 @@
 The public API:
 
 - `gradient`, `forward`, `error`: E, its gradient, and the forward pass for lists of
-  weights W and biases b, by backend (``"loops"``, the default, or ``"einsum"``).
+  weights W and biases b, by backend (``"loops"``, the default, ``"einsum"``, or
+  ``"cuda"`` on a GPU with the ``gpu`` extra).
 - `Network`: sizes, activations and parameters in one object, with the same methods,
   `fit` (gradient descent) and `save`; `load` reads a saved network back.
 - `check_gradient`: the gradient against central finite differences.

@@ -125,6 +125,14 @@ def test_error_of_one_sample():
     assert relative_difference(engine.error(net.theta, X, Y), net.error(X, Y)) < 1e-12
 
 
+def test_gradient_matches_finite_differences(tiny_engines):
+    # The cuda gradient against central differences of the cuda error, with the bound of
+    # tests/test_finite_differences.py (1e-7; this case gives 3e-10, the loops 2e-10).
+    net, X, Y = problem((3, 6, 2), 7, np.float64, activations=["tanh", "sigmoid"])
+    worst = loopbp.check_gradient(net.W, net.b, X, Y, net.activations, backend="cuda", directions=2)
+    assert worst < 1e-7
+
+
 def test_fit_keeps_what_a_callback_does_to_theta(tiny_engines):
     # theta goes to the GPU at every call from Python, so a callback's change counts, as with loops.
     def zero_the_first_layer(net):
