@@ -2,7 +2,7 @@
 
 `CudaEngine` is to ``loopbp.cuda_kernels`` what ``loopbp.engine.Engine`` is to the loop
 kernels: it holds a network's sizes, activations and dtype, keeps device buffers for the
-last m it ran, and launches the kernels of a forward pass, an error or a gradient in the
+largest m it ran, and launches the kernels of a forward pass, an error or a gradient in the
 derivation's order. The parameters live on the device as one flat buffer laid out like
 theta (``loopbp.layout``), so a launch passes the buffer and an offset instead of one array
 per layer. `CudaTrainer` keeps theta, X and Y on the device for a whole `Network.fit`:

@@ -2,8 +2,8 @@ r"""The back-propagation derivation as CUDA kernels, one equation to one kernel.
 
 The same equations as ``loopbp.kernels``, for Numba's CUDA target (``loopbp.cuda_target``
 says which package provides it). Where the CPU kernels loop over i with ``prange``, here
-one GPU thread computes the elements (i, c) of Z^l, dE/dA^l and dE/dZ^l, or (i, j) of
-dE/dW^l, and the loops that remain in a thread are the equation's sums:
+each GPU thread computes a small block of the elements (i, c) of Z^l and dE/dZ^l, or
+(i, j) of dE/dW^l, and the loops that remain in a thread are the equation's sums:
 
 - the three contractions (the forward pass, dE/dA^l, dE/dW^l) are tiled: a block of
   threads x threads threads writes a tile x tile block of the output, each thread a
@@ -17,15 +17,17 @@ dE/dW^l, and the loops that remain in a thread are the equation's sums:
 
 Every sum runs in a fixed order, with no atomics, so a run gives bitwise the same results
 as the last: a sum over j (n^(l-1) or n^(l+1) terms) runs in one thread from j = 1 up; a
-sum over c (m terms) runs in chunks of `KernelShape.chunk` samples, each in one thread from its first
-c up, and the chunks' sums are then added in chunk order (`sum_chunks`); E's squares are
-summed per block of reduce_threads x elements_per_thread elements by a fixed tree
-(`output_delta`), and the blocks' sums in a fixed order (`add_error`). The order differs
-from the CPU loops', so the results agree with them to rounding, not bitwise.
+sum over c (m terms) runs in chunks of `KernelShape.chunk` samples, each in one thread
+from its first c up, and the chunks' sums are then added in chunk order (`sum_chunks`);
+E's squares are summed per block of reduce_threads x elements_per_thread elements by a
+fixed tree (`output_delta`), and the blocks' sums in a fixed order (`add_error`). The
+order differs from the CPU loops', so the results agree with them to rounding, not
+bitwise.
 
-The kernels are made for one dtype and `KernelShape` at a time (`kernels_for`): the shared and local
-arrays need their element type when the kernel is compiled, and every constant is made
-in that dtype, so float32 work stays float32. Only E is accumulated in float64.
+The kernels are made for one dtype and `KernelShape` at a time (`kernels_for`): the
+shared and local arrays need their element type and size when the kernel is compiled,
+and every constant is made in that dtype, so float32 work stays float32. Only E is
+accumulated in float64.
 """
 
 from __future__ import annotations
