@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +45,38 @@ def quick_thread_switches():
     # 5 ms switch interval makes each wait cost that long (a tiny gradient 0.7 s, not 0.1 s).
     before = sys.getswitchinterval()
     sys.setswitchinterval(5e-5)
+    if SIMULATED:
+        # numba's simulator gives a block's threads one shared array per source line, found
+        # or made in a dict without a lock: two threads can each make one, and one thread's
+        # tile is then its own. Rare (1 block in 3,000 of a 4-thread kernel here), but more
+        # likely with quick switches; it made a mini-batch fit test fail now and then.
+        from numba.cuda.simulator import kernelapi
+
+        unlocked = kernelapi.FakeCUDAShared.array
+        kernelapi.FakeCUDAShared.array = _locked_shared_array
     yield
+    if SIMULATED:
+        kernelapi.FakeCUDAShared.array = unlocked
     sys.setswitchinterval(before)
+
+
+_shared_lock = threading.Lock()
+
+
+def _locked_shared_array(self, shape, dtype):
+    # FakeCUDAShared.array as numba writes it (static shared memory; loopbp uses no
+    # dynamic), with the lookup and the allocation under one lock.
+    from numba.core import types
+    from numba.np import numpy_support
+
+    if isinstance(dtype, types.Type):
+        dtype = numpy_support.as_dtype(dtype)
+    caller = traceback.extract_stack(sys._getframe(1), limit=1)[0][0:2]
+    with _shared_lock:
+        array = self._allocations.get(caller)
+        if array is None:
+            array = self._allocations[caller] = np.empty(shape, dtype)
+    return array
 
 
 @pytest.fixture
