@@ -80,8 +80,6 @@ class CudaEngine:
         self.theta = cuda.device_array(self.parameter_count, self.dtype)
         self.E = cuda.device_array(1, np.float64)
         self.failed = cuda.device_array(1, np.int64)
-        # dE/dZ^L's stand-in when only E is wanted (`output_delta` writes no delta then).
-        self.no_delta = cuda.device_array((1, 1), self.dtype)
 
     def tiles(self, rows: int, cols: int) -> tuple[int, int]:
         """The grid of a contraction kernel whose output is rows x cols (x along the columns)."""
@@ -198,9 +196,8 @@ class CudaEngine:
 
     def error_launches(self, Y, history, slot, weight, failed, epoch, delta: bool) -> None:
         """history[slot] += weight E; with `delta`, dE/dZ^L too. After `forward_launches`."""
-        L = self.L
-        dZ = self.dZ[L] if delta else self.no_delta
-        self.launch.output_delta(self.A[L], Y, self.codes[L - 1], self.m_real, delta, dZ, self.squares)
+        A, dZ, L = self.A, self.dZ, self.L
+        self.launch.output_delta(A[L], Y, self.codes[L - 1], self.m_real, delta, dZ[L], self.squares)
         self.launch.add_error(self.squares, 2.0 * self.m, weight, history, slot, failed, epoch)
 
     def backward_launches(self, theta, X) -> None:
@@ -228,9 +225,12 @@ class CudaEngine:
                 room.copy_to_device(a)
                 a = room
             uploaded.append(a)
+        return uploaded
+
+    def _clear_error(self):
+        # E is added into its slot, and the divergence mark kept once set: both start at 0.
         self.E.copy_to_device(np.zeros(1))
         self.failed.copy_to_device(np.zeros(1, np.int64))
-        return uploaded
 
     def gradient(self, theta: np.ndarray, X, Y) -> tuple[float, np.ndarray]:
         """E and the flat gradient, laid out like theta, for validated arrays (X and Y may be on the device).
@@ -243,6 +243,7 @@ class CudaEngine:
         with self.lock:
             self.ready(X.shape[1])
             theta_d, X_d, Y_d = self._upload(theta, X, Y)
+            self._clear_error()
             self.forward_launches(theta_d, X_d)
             self.error_launches(Y_d, self.E, 0, 1.0, self.failed, 0, delta=True)
             self.backward_launches(theta_d, X_d)
@@ -268,6 +269,7 @@ class CudaEngine:
         with self.lock:
             self.ready(X.shape[1])
             theta_d, X_d, Y_d = self._upload(theta, X, Y)
+            self._clear_error()
             self.forward_launches(theta_d, X_d)
             self.error_launches(Y_d, self.E, 0, 1.0, self.failed, 0, delta=False)
             E = float(self.E.copy_to_host()[0])
@@ -341,7 +343,7 @@ class CudaTrainer:
         m = X.shape[1]
         self.m, self.batch_size = m, batch_size
         self.alpha = net.dtype.type(learning_rate)
-        self.theta = cuda.to_device(net.theta)
+        self.theta = cuda.device_array(net.theta.shape, net.dtype)  # sent by each `run`
         self.X, self.Y = cuda.to_device(X), cuda.to_device(Y)
         self.failed = cuda.to_device(np.zeros(1, np.int64))
         self.history = None

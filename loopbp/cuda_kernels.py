@@ -232,7 +232,7 @@ def kernels_for(dtype: np.dtype, shape: KernelShape = DEFAULT_SHAPE) -> SimpleNa
         write : bool
             Whether to write dE/dZ^L (False: E alone).
         dZ : (n^L, m) device array
-            Output, dE/dZ^L, when `write`; any array otherwise.
+            Output, dE/dZ^L, when `write`; left as it is otherwise.
         squares : float64 device array, one per block
             Output, each block's sum of (A^L_ic - Y_ic)^2.
         """
