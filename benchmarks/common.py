@@ -201,3 +201,46 @@ def micro_kernel_peak(dtype, threads=None, seconds=1.0):
     finally:
         numba.set_num_threads(previous)
     return best
+
+
+# --- the sweep: shapes people train, beside the reference cases ------------------
+
+#: A grid of networks of the kinds people train, for ``benchmarks/peers.py --sweep``:
+#: (sizes n^0..n^L, m). Widths 8 to 1024, m 16 to 10,000, depths 1 to 8. Every kind
+#: has several points, so that a change tuned for one point shows on its neighbours.
+GRID = {
+    # Mini-batches: one step of stochastic gradient descent.
+    "mb-784-128-10": ((784, 128, 10), 32),
+    "mb-784-256-10": ((784, 256, 10), 64),
+    "mb-64-64-10": ((64, 64, 10), 16),
+    "mb-100-200-200-10": ((100, 200, 200, 10), 128),
+    "mb-300-100-10": ((300, 100, 10), 256),
+    "mb-32-300-300-1": ((32, 300, 300, 1), 64),
+    # Mid widths, full batch.
+    "digits-64-30-10": ((64, 30, 10), 1_400),
+    "reg-32-64-64-1": ((32, 64, 64, 1), 5_000),
+    "clf-784-30-10": ((784, 30, 10), 2_000),
+    "mid-20-150-150-3": ((20, 150, 150, 3), 1_000),
+    # Bottlenecks.
+    "bneck-512-16-512": ((512, 16, 512), 1_000),
+    "bneck-256-64-8-64-256": ((256, 64, 8, 64, 256), 500),
+    "bneck-1024-32-1024": ((1024, 32, 1024), 256),
+    # Deep stacks of equal width.
+    "deep-16x8": ((16,) * 9, 5_000),
+    "deep-50x8": ((50,) * 9, 1_000),
+    "deep-100x6": ((100,) * 7, 256),
+    "deep-200x4": ((200,) * 5, 2_000),
+    # Narrow outputs, one layer, extremes of width and m.
+    "out-128-256-1": ((128, 256, 1), 4_000),
+    "out-200-100-2": ((200, 100, 2), 10_000),
+    "out-8-8-1": ((8, 8, 1), 10_000),
+    "out-16-1024-1": ((16, 1024, 1), 1_000),
+    "one-100-10": ((100, 10), 10_000),
+    "one-1024-1024": ((1024, 1024), 256),
+    "wide-1024-512-10": ((1024, 512, 10), 512),
+}
+
+
+def sweep_cases():
+    """The sweep's points: `GRID`, then the reference cases of `CASES`, by name."""
+    return {**GRID, **CASES}

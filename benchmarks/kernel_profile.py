@@ -25,7 +25,7 @@ import common  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case", choices=list(common.CASES))
+    parser.add_argument("case", choices=list(common.sweep_cases()))
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     parser.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
     parser.add_argument("--repeat", type=int, default=5)
@@ -38,7 +38,7 @@ def main(argv=None):
     from loopbp import engine
     from loopbp.compare import time_calls
 
-    sizes, m = common.CASES[args.case]
+    sizes, m = common.sweep_cases()[args.case]
     W, b, X, Y, acts = common.problem(sizes, m, args.dtype)
     net = loopbp.Network.from_parameters(W, b, acts)
     rows = net.engine.kernel_times(net.theta, X, Y, repeat=args.repeat, narrow=args.narrow)

@@ -4,6 +4,12 @@ Usage::
 
     python benchmarks/peers.py                       # every case and dtype, every system installed
     python benchmarks/peers.py --cases toy,small --dtypes float64 --repeat 7
+    python benchmarks/peers.py --sweep               # common.GRID and the reference cases
+
+``--sweep`` runs the grid of ``common.GRID`` (mini-batches, mid widths, bottlenecks, deep
+stacks, narrow outputs) and the reference cases, with loops, NumPy, PyTorch and JAX by
+default, prints one line per point and, last, the worst ratio of ``loopbp.gradient`` to
+the fastest peer and the geometric mean of the ratios.
 
 "loops" calls ``loopbp.gradient`` with lists W and b; "network" runs the same loops
 through ``Network.gradient``, which keeps its parameters flat and its buffers from call to
@@ -47,6 +53,8 @@ sys.path.insert(0, HERE)
 import common  # noqa: E402  (benchmarks/common.py: the seeded reference cases)
 
 SYSTEMS = ["loops", "network", "einsum", "numpy", "torch", "jax"]
+#: --sweep's systems by default: the loops and the peers of the goal (NumPy @, PyTorch, JAX).
+SWEEP_SYSTEMS = ["loops", "numpy", "torch", "jax"]
 PEERS = ["numpy", "einsum", "torch", "jax"]
 
 #: --device cuda: the issue's cases (784-256-128-10, three m), and a tiny one for the simulator.
@@ -120,7 +128,7 @@ def _fit_step_function(system, W, b, X, Y, acts):
 
 def worker(system, case, dtype, repeat, device="cpu"):
     """Time `system` on `case` in this process and print one JSON line."""
-    sizes, m = (GPU_CASES if device == "cuda" else common.CASES)[case]
+    sizes, m = (GPU_CASES if device == "cuda" else common.sweep_cases())[case]
     W, b, X, Y, acts = common.problem(sizes, m, dtype)
     import loopbp
     from loopbp import compare
@@ -176,6 +184,12 @@ def main(argv=None):
         default=1,
         help="run every system this many times, in turn, and take the median of the rounds (default: 1)",
     )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="the grid of common.GRID and the reference cases, one line per point, then the "
+        "worst ratio and the geometric mean against the fastest peer",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--worker", nargs=3, metavar=("SYSTEM", "CASE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -183,9 +197,15 @@ def main(argv=None):
     if args.worker:
         worker(*args.worker, args.repeat, args.device)
         return 0
-    cases = GPU_CASES if gpu else common.CASES
+    if args.sweep and gpu:
+        parser.error("--sweep is a CPU comparison; leave out --device cuda")
+    cases = GPU_CASES if gpu else common.sweep_cases() if args.sweep else common.CASES
     args.cases = args.cases or ",".join(c for c in cases if c != "gpu-tiny")
-    args.systems = args.systems or ",".join(GPU_SYSTEMS if gpu else SYSTEMS)
+    unknown = [c for c in args.cases.split(",") if c not in (GPU_CASES if gpu else common.sweep_cases())]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(cases)}")
+    default_systems = GPU_SYSTEMS if gpu else SWEEP_SYSTEMS if args.sweep else SYSTEMS
+    args.systems = args.systems or ",".join(default_systems)
     systems = [s for s in args.systems.split(",") if _installed(s)]
     rows = []
     for case in args.cases.split(","):
@@ -226,15 +246,14 @@ def main(argv=None):
     if gpu:
         _print_gpu_table(rows, systems, args.repeat, rounds)
         return 0
-    print(
-        f"loopbp peers, {datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores, "
-        f"{_vector_path()}, median of {args.repeat} samples per system{rounds}, "
-        "each system in its own process"
-    )
+    if args.sweep:
+        _print_sweep(rows, systems, args.repeat, rounds)
+        return 0
+    print(_header(args.repeat, rounds))
     header = f"{'case':<6} {'dtype':<8} " + " ".join(f"{s:>10}" for s in systems)
     print(header + f" {'GFLOP/s':>8} {'loops, network vs fastest peer':>30}")
     for case, dtype, times in rows:
-        sizes, m = common.CASES[case]
+        sizes, m = common.sweep_cases()[case]
         cells = " ".join(f"{_ms(times[s]['median']) if s in times else 'n/a':>10}" for s in systems)
         peers = {s: t["median"] for s, t in times.items() if s in PEERS}
         line = f"{case:<6} {dtype:<8} {cells}"
@@ -253,6 +272,54 @@ def main(argv=None):
             + "  ".join(f"{s} {_ms(t['first'])} {t['diff']:.0e}" for s, t in times.items())
         )
     return 0
+
+
+def _header(repeat, rounds):
+    return (
+        f"loopbp peers, {datetime.date.today()}, {_cpu_name()}, {os.cpu_count()} cores, "
+        f"{_vector_path()}, median of {repeat} samples per system{rounds}, "
+        "each system in its own process"
+    )
+
+
+def _print_sweep(rows, systems, repeat, rounds):
+    """One line per point, then the worst ratio and the geometric mean of loops vs the fastest peer."""
+    print(_header(repeat, rounds))
+    print(
+        f"{'point':<22} {'sizes':<22} {'m':>6} {'dtype':<8} "
+        + " ".join(f"{s:>9}" for s in systems)
+        + f" {'loops vs fastest peer':>22}"
+    )
+    ratios = []
+    for case, dtype, times in rows:
+        sizes, m = common.sweep_cases()[case]
+        cells = " ".join(f"{_ms(times[s]['median']) if s in times else 'n/a':>9}" for s in systems)
+        line = f"{case:<22} {'-'.join(map(str, sizes)):<22} {m:>6} {dtype:<8} {cells}"
+        peers = {s: t["median"] for s, t in times.items() if s in PEERS}
+        if "loops" in times and peers:
+            fastest = min(peers, key=peers.get)
+            ratio = peers[fastest] / times["loops"]["median"]
+            ratios.append((ratio, case, dtype))
+            line += f" {ratio:>13.2f}x ({fastest})"
+        print(line)
+    if ratios:
+        worst = min(ratios)
+        geomean = float(np.exp(np.mean(np.log([r for r, _, _ in ratios]))))
+        print(
+            f"\n{len(ratios)} points: worst {worst[0]:.2f}x ({worst[1]}, {worst[2]}), "
+            f"geometric mean {geomean:.2f}x, {sum(r >= 1 for r, _, _ in ratios)} at 1.0x or better"
+        )
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _print_gpu_table(rows, systems, repeat, rounds):
