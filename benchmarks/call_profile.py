@@ -40,17 +40,19 @@ REPEAT = 1_000
 
 
 @njit
-def _gradients(theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, repeat):
+def _gradients(
+    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, repeat
+):
     for _ in range(repeat):
         passes.checked_gradient(
-            theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, 1
+            theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, 1
         )
 
 
 @njit
-def _forwards(theta, sizes, codes, X, activations, scratch, tile, narrow, repeat):
+def _forwards(theta, sizes, codes, X, activations, scratch, tile, narrow, plan, repeat):
     for _ in range(repeat):
-        passes.forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, 1)
+        passes.forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, plan, 1)
 
 
 @njit
@@ -87,7 +89,10 @@ def main(argv=None):
     kernels = _per_call(lambda: _gradients(*shared, Y, *buffers, REPEAT), 3) / REPEAT
     forward = (
         _per_call(
-            lambda: _forwards(*shared, work.activations, work.scratch, work.tile, work.narrow, REPEAT), 3
+            lambda: _forwards(
+                *shared, work.activations, work.scratch, work.tile, work.narrow, work.plan, REPEAT
+            ),
+            3,
         )
         / REPEAT
     )

@@ -29,6 +29,7 @@ import numba
 import numpy as np
 
 from . import layout, narrow_kernels, passes, simd, thread_safety, training_loop
+from . import plan as planning
 from .activations import ACTIVATIONS
 from .validation import FLOAT_DTYPES, activation_codes
 
@@ -67,6 +68,9 @@ class Workspace:
     narrow : bool or None, optional
         Run the kernels of ``loopbp.narrow_kernels`` instead of `tile`'s; None (the
         default) takes them when every layer is at most ``narrow_kernels.WIDTH`` wide.
+    plan : (L, 3, 2) int64 array or None, optional
+        Each contraction's kernel and threads (``loopbp.plan``); None (the default)
+        makes the plan for these sizes, m and dtype on this host.
 
     Attributes
     ----------
@@ -78,16 +82,21 @@ class Workspace:
         sum_c (A^L_ic - Y_ic)^2 for each i, the terms of E (empty without `backward`).
     scratch : 1-D array
         The shared part, then one packed block per thread (see ``loopbp.layout``).
+    plan : (L, 3, 2) int64 array
+        As given or made.
     """
 
     _HOST = object()
 
-    def __init__(self, sizes, m, dtype, backward=True, tile=_HOST, narrow=None):
+    def __init__(self, sizes, m, dtype, backward=True, tile=_HOST, narrow=None, plan=None):
         sizes = [int(n) for n in sizes]
         self.sizes, self.m, self.dtype, self.backward = tuple(sizes), int(m), np.dtype(dtype), backward
         self.tile = simd.tile(self.dtype) if tile is Workspace._HOST else tile
         self.narrow = narrow_kernels.is_narrow(sizes) if narrow is None else bool(narrow)
         self._big_enough = _big_enough(sizes, m)
+        if plan is None:
+            plan = planning.make(sizes, m, self.dtype, self.tile, numba.config.NUMBA_NUM_THREADS)
+        self.plan = plan
         self.activations = np.empty(sum(sizes[1:]) * m, dtype)
         self.deltas = np.empty((2, max(sizes[1:]) * m if backward else 0), dtype)
         self.squares = np.empty(sizes[-1] if backward else 0, np.float64)
@@ -117,8 +126,8 @@ class Workspace:
         return self.activations.nbytes + self.deltas.nbytes + self.squares.nbytes + self.scratch.nbytes
 
     def buffers(self) -> tuple:
-        """(activations, deltas, scratch, squares, tile, narrow), as every driver takes them."""
-        return self.activations, self.deltas, self.scratch, self.squares, self.tile, self.narrow
+        """(activations, deltas, scratch, squares, tile, narrow, plan), as every driver takes them."""
+        return self.activations, self.deltas, self.scratch, self.squares, self.tile, self.narrow, self.plan
 
     def output(self) -> np.ndarray:
         """A^L, the (n^L, m) view of `activations`."""
@@ -334,6 +343,7 @@ class Engine:
             w.scratch,
             w.tile,
             w.narrow,
+            w.plan,
             parallel=w.threads_pay(),
         )
         return w.output()

@@ -17,6 +17,7 @@ The contractions are written as ``+=`` of four products at a time (i, j unrolled
 each pass over a row of the block then loads it once for four fused multiply-adds.
 """
 
+import numpy as np
 from numba import njit, prange
 
 from .activations import activate_row, multiply_by_derivative_row
@@ -32,6 +33,8 @@ WIDTH = 40
 BLOCK = 128
 #: Samples per chunk, the unit of work of one thread, with its own partial dE/dW.
 CHUNK = 256
+#: Rows of dE/dW^l per thread's piece when a layer of a wider network streams (`weight_gradient`).
+ROWS = 8
 
 
 def is_narrow(sizes):
@@ -131,8 +134,14 @@ def hidden_delta_block(W_next, dZ_next, code, A, dZ, c0, c1):
         multiply_by_derivative_row(code, A[i, c0:c1], d)
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, inline="always")
 def weight_gradient_block(dZ, A_prev, dW, db, c0, c1, first):
+    """`weight_gradient_rows` for every row i."""
+    weight_gradient_rows(dZ, A_prev, dW, db, 0, dW.shape[0], c0, c1, first)
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def weight_gradient_rows(dZ, A_prev, dW, db, i0, i1, c0, c1, first):
     r"""Add the block's part of dE/dW^l and dE/db^l to dW and db (write it, if `first`).
 
     .. math::
@@ -141,13 +150,13 @@ def weight_gradient_block(dZ, A_prev, dW, db, c0, c1, first):
         \frac{\partial E}{\partial b^l_i} \mathrel{+}= \sum_{c=c_0}^{c_1-1}
         \frac{\partial E}{\partial Z^l_{ic}}
 
-    Each sum over the block is reassociated (fastmath ``reassoc``) so that it vectorises
-    along c; the blocks are added in order.
+    for the rows i0 <= i < i1. Each sum over the block is reassociated (fastmath
+    ``reassoc``) so that it vectorises along c; the blocks are added in order.
     """
     full_width()
-    n_out, n_in = dW.shape
+    n_in = dW.shape[1]
     zero = dW.dtype.type(0)
-    for i in range(n_out):
+    for i in range(i0, i1):
         d = dZ[i, c0:c1]
         s = zero
         for c in range(c1 - c0):
@@ -276,3 +285,75 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch,
         slot = scratch[(chunk - 1) * p : chunk * p]
         for k in range(p):
             grad[k] += slot[k]
+
+
+# --- one layer at a time: the streaming contractions of a wider network's plan ---------
+#
+# ``loopbp.plan`` picks these for single contractions of networks too wide for the
+# kernels above (a 1-unit output layer, a sum over one or two terms), where the packed
+# register tile would be mostly padding. Each runs over the whole of m, in blocks of
+# BLOCK samples; threads take blocks of samples (forward, dE/dA) or of rows (dE/dW), so
+# 1 and N threads give bitwise equal results.
+
+
+@njit(parallel=True)
+def _forward_blocks(W, b, code, A_prev, A):
+    m = A.shape[1]
+    for block in prange((m + BLOCK - 1) // BLOCK):
+        c0 = np.int64(block) * BLOCK
+        forward_block(W, b, code, A_prev, A, c0, min(m, c0 + BLOCK))
+
+
+@njit(cache=True, inline="always")
+def forward_layer(W, b, code, A_prev, A, threads):
+    """`forward_block` over every block of samples: Z^l and A^l of one layer."""
+    m = A.shape[1]
+    if threads > 1:
+        _forward_blocks(W, b, code, A_prev, A)
+    else:
+        for c0 in range(0, m, BLOCK):
+            forward_block(W, b, code, A_prev, A, c0, min(m, c0 + BLOCK))
+
+
+@njit(parallel=True)
+def _hidden_delta_blocks(W_next, dZ_next, code, A, dZ):
+    m = dZ.shape[1]
+    for block in prange((m + BLOCK - 1) // BLOCK):
+        c0 = np.int64(block) * BLOCK
+        hidden_delta_block(W_next, dZ_next, code, A, dZ, c0, min(m, c0 + BLOCK))
+
+
+@njit(cache=True, inline="always")
+def hidden_delta_to_z(W_next, dZ_next, code, A, dZ, threads):
+    """`hidden_delta_block` over every block of samples: dE/dZ^l of one layer."""
+    m = dZ.shape[1]
+    if threads > 1:
+        _hidden_delta_blocks(W_next, dZ_next, code, A, dZ)
+    else:
+        for c0 in range(0, m, BLOCK):
+            hidden_delta_block(W_next, dZ_next, code, A, dZ, c0, min(m, c0 + BLOCK))
+
+
+@njit(cache=True)
+def _weight_rows(dZ, A_prev, dW, db, i0, i1):
+    # Rows i0..i1 - 1 of dE/dW^l and dE/db^l, the blocks of samples added in order.
+    m = dZ.shape[1]
+    for c0 in range(0, m, BLOCK):
+        weight_gradient_rows(dZ, A_prev, dW, db, i0, i1, c0, min(m, c0 + BLOCK), c0 == 0)
+
+
+@njit(parallel=True)
+def _weight_row_blocks(dZ, A_prev, dW, db):
+    n = dW.shape[0]
+    for block in prange((n + ROWS - 1) // ROWS):
+        i0 = np.int64(block) * ROWS
+        _weight_rows(dZ, A_prev, dW, db, i0, min(n, i0 + ROWS))
+
+
+@njit(cache=True, inline="always")
+def weight_gradient(dZ, A_prev, dW, db, threads):
+    """dE/dW^l and dE/db^l of one layer, streamed (`weight_gradient_rows`)."""
+    if threads > 1:
+        _weight_row_blocks(dZ, A_prev, dW, db)
+    else:
+        _weight_rows(dZ, A_prev, dW, db, np.int64(0), dW.shape[0])

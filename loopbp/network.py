@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import distributed, gradients, layout, saving, training
+from . import plan as planning
 from .engine import Engine, WorkspacePool, kernel_array
 from .passes import all_finite
 from .validation import (
@@ -18,6 +19,7 @@ from .validation import (
     check_choice,
     check_dtype,
     check_parameters,
+    check_positive,
     check_samples,
     check_seed,
     check_sizes,
@@ -163,6 +165,29 @@ class Network:
         return (
             f"Network(sizes={list(self.sizes)}, activations={list(self.activations)}, dtype=np.{self.dtype})"
         )
+
+    def plan(self, m: int) -> str:
+        """Which kernel and how many threads each contraction of a gradient over `m` samples uses, and why.
+
+        One line per contraction of each layer (Z^l, dE/dW^l, dE/dA^(l-1)): its shape, the
+        kernel (``packed``: register tiles over packed panels; ``stream``: the samples
+        innermost, for layers the tile would mostly pad), the threads, and the cost
+        model's reason (``loopbp.plan``). `fit` with a `batch_size` runs the plan of
+        that m. The plan follows from the sizes, m, the dtype and this CPU; it never
+        depends on the thread count, so the result is bitwise the same for any number of
+        threads.
+
+        Parameters
+        ----------
+        m : int
+            The number of samples per gradient (the batch size of a fit).
+
+        Returns
+        -------
+        str
+        """
+        m = int(check_positive(m, "m", integer=True))
+        return planning.describe(self.sizes, m, self.dtype)
 
     def require_finite_parameters(self) -> None:
         """Raise the ``ValueError`` that names a non-finite weight or bias, if there is one.

@@ -24,15 +24,24 @@ from numba import njit
 
 from . import kernels, narrow_kernels, packed_kernels, tiled_kernels
 from .layout import activation_offset, biases, matrix, output, shared_scratch_length, split_scratch, weights
+from .plan import DELTA, FORWARD, STREAM, WEIGHTS
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc"})
 def all_finite(values):
-    """Whether every entry of the 1-D array `values` is finite."""
+    """Whether every entry of the 1-D array `values` is finite.
+
+    v * 0 is 0 for a finite v and NaN for an infinite or NaN one, so the sum of the
+    products is finite exactly when every v is. A sum, unlike a test per value that stops
+    at the first failure, vectorises (``reassoc`` lets LLVM add in vector lanes): 0.05 ms
+    for theta of a 784-128-10 network became a few microseconds, a tenth of a mini-batch's
+    gradient.
+    """
+    zero = values.dtype.type(0)
+    s = zero
     for k in range(values.shape[0]):
-        if not np.isfinite(values[k]):
-            return False
-    return True
+        s += values[k] * zero
+    return np.isfinite(s)
 
 
 @njit(cache=True)
@@ -51,7 +60,7 @@ FINITE, INPUT_NOT_FINITE, RESULT_NOT_FINITE = 0, 1, 2
 
 @njit(cache=True)
 def checked_gradient(
-    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, threads
+    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, threads
 ):
     """`gradient_pass`, with the finiteness of its inputs and results checked in the same call.
 
@@ -64,7 +73,7 @@ def checked_gradient(
     if not (all_finite(theta) and all_finite(X.ravel()) and all_finite(Y.ravel())):
         return INPUT_NOT_FINITE, np.nan
     E = gradient_pass_in_process(
-        theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, threads
+        theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, threads
     )
     if not (np.isfinite(E) and all_finite(grad)):
         return RESULT_NOT_FINITE, E
@@ -74,7 +83,7 @@ def checked_gradient(
 # Inlined into gradient_pass rather than called: a call is one more compiled level that
 # re-optimises every kernel below it. Branch pruning still sees `tile` and `plain`.
 @njit(cache=True, inline="always")
-def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, threads, plain=None):
+def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, plan, threads, plain=None):
     """Run the forward pass for l = 1..L, writing A^1, ..., A^L into `activations`.
 
     Parameters
@@ -96,6 +105,9 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, thr
     narrow : bool
         Run the kernels of ``loopbp.narrow_kernels`` instead of `tile`'s (a runtime
         choice, made by `Workspace`).
+    plan : (L, 3, 2) int64 array
+        For the packed kernels: each contraction's kernel and whether it takes `threads`
+        threads or one (``loopbp.plan``, made by `Workspace`).
     threads : int
         How many threads share the work (``numba.get_num_threads()``), or 1 to run in the
         calling thread (see ``engine.worth_threads``); the result is bitwise the same either way.
@@ -122,7 +134,11 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, thr
         elif tile is None:
             tiled_kernels.forward_layer(W, b, codes[l - 1], A_prev, A, blocks, parallel)
         else:
-            packed_kernels.forward_layer(tile, W, b, codes[l - 1], A_prev, A, panels, blocks, threads)
+            t = threads if plan[l - 1, FORWARD, 1] else 1
+            if plan[l - 1, FORWARD, 0] == STREAM:
+                narrow_kernels.forward_layer(W, b, codes[l - 1], A_prev, A, t)
+            else:
+                packed_kernels.forward_layer(tile, W, b, codes[l - 1], A_prev, A, panels, blocks, t)
         A_prev = A
 
 
@@ -176,6 +192,7 @@ def _gradient_pass(
     squares,
     tile,
     narrow,
+    plan,
     threads,
     plain=None,
     stop=-1,
@@ -184,7 +201,7 @@ def _gradient_pass(
 
     Parameters
     ----------
-    theta, sizes, codes, X, activations, scratch, tile, narrow, threads, plain
+    theta, sizes, codes, X, activations, scratch, tile, narrow, plan, threads, plain
         As in `forward_pass`.
     Y : (n^L, m) C-contiguous array
         The targets.
@@ -219,9 +236,11 @@ def _gradient_pass(
     layers = L if stop < 0 or stop >= L else stop + 1
     # `plain` is passed on only when given, so that the callee prunes its branch too.
     if plain is None:
-        forward_pass(theta, sizes[: layers + 1], codes, X, activations, scratch, tile, narrow, threads)
+        forward_pass(theta, sizes[: layers + 1], codes, X, activations, scratch, tile, narrow, plan, threads)
     else:
-        forward_pass(theta, sizes[: layers + 1], codes, X, activations, scratch, tile, narrow, threads, plain)
+        forward_pass(
+            theta, sizes[: layers + 1], codes, X, activations, scratch, tile, narrow, plan, threads, plain
+        )
     if 0 <= stop < L:
         return 0.0
 
@@ -251,7 +270,11 @@ def _gradient_pass(
             tiled_kernels.weight_gradient(delta, A_prev, dW, parallel)
             kernels.bias_gradient(delta, db, parallel)
         else:
-            packed_kernels.weight_gradient(tile, delta, A_prev, dW, db, panels, blocks, threads)
+            t = threads if plan[l - 1, WEIGHTS, 1] else 1
+            if plan[l - 1, WEIGHTS, 0] == STREAM:
+                narrow_kernels.weight_gradient(delta, A_prev, dW, db, t)
+            else:
+                packed_kernels.weight_gradient(tile, delta, A_prev, dW, db, panels, blocks, t)
         step += 1
         if step == stop:
             return E
@@ -268,9 +291,13 @@ def _gradient_pass(
                 tiled_kernels.transpose(W, W_T)
                 tiled_kernels.hidden_delta_to_z(W_T, delta, code, A_prev, previous, blocks, parallel)
             else:
-                packed_kernels.hidden_delta_to_z(
-                    tile, W, delta, code, A_prev, previous, panels, blocks, threads
-                )
+                t = threads if plan[l - 1, DELTA, 1] else 1
+                if plan[l - 1, DELTA, 0] == STREAM:
+                    narrow_kernels.hidden_delta_to_z(W, delta, code, A_prev, previous, t)
+                else:
+                    packed_kernels.hidden_delta_to_z(
+                        tile, W, delta, code, A_prev, previous, panels, blocks, t
+                    )
             step += 1
             if step == stop:
                 return E

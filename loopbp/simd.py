@@ -250,10 +250,47 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, n_r
     if P.dtype != dtype or Q.dtype != dtype or C.dtype != dtype:
         return None
     sig = types.void(tile, kc, P, p_start, Q, q_start, C, row, col, n_rows, n_cols, accumulate)
+    return sig, _block_codegen(width, rows, dtype, strided=False)
+
+
+@intrinsic
+def register_block_strided(
+    typingctx, tile, kc, P, p_start, p_kstep, p_pstep, Q, q_start, C, row, col, n_rows, n_cols, accumulate
+):
+    r"""`register_block` with P read where it lies: P[p_start + k p_kstep + p p_pstep].
+
+    .. math:: C_{pq} \mathrel{+}= \sum_{k=0}^{kc-1} P_{p_0 + k s_k + p s_p} \hat Q_{kq}
+
+    For a P that is used by a few panels of Q only (a mini-batch's W^l), packing it would
+    cost about as much as the multiply-adds that use it: this reads its rows in place
+    (W^l row by row, p_kstep = 1 and p_pstep = n^(l-1); (W^(l+1))^T, p_kstep = n^(l+1)
+    and p_pstep = 1). Rows p >= n_rows read row 0 instead, so that no address lies past
+    P, and are not written. The arithmetic is that of `register_block`, step for step, so
+    the two give bitwise equal sums.
+    """
+    if not isinstance(tile, TileType):
+        return None
+    width, rows, dtype = tile.lanes, tile.rows, tile.dtype
+    if P.dtype != dtype or Q.dtype != dtype or C.dtype != dtype:
+        return None
+    sig = types.void(
+        tile, kc, P, p_start, p_kstep, p_pstep, Q, q_start, C, row, col, n_rows, n_cols, accumulate
+    )
+    return sig, _block_codegen(width, rows, dtype, strided=True)
+
+
+def _block_codegen(width, rows, dtype, strided):
+    # The code of `register_block` (strided=False: P packed in panels of MR) and of
+    # `register_block_strided` (P read through two strides, its arguments 4 and 5).
 
     def codegen(context, builder, signature, args):
         argtypes = signature.args
         intp = context.get_value_type(types.intp)
+        p_steps = None
+        if strided:
+            p_steps = [context.cast(builder, args[k], argtypes[k], types.intp) for k in (4, 5)]
+            args = args[:4] + args[6:]
+            argtypes = argtypes[:4] + argtypes[6:]
         i32 = ir.IntType(32)
         kc_v, p0_v, q0_v, row_v, col_v, n_rows_v, n_cols_v = (
             context.cast(builder, args[k], argtypes[k], types.intp) for k in (1, 3, 5, 7, 8, 9, 10)
@@ -295,6 +332,20 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, n_r
         def vector_at(base, index):
             return builder.bitcast(builder.gep(base, [index]), pointer)
 
+        if strided:
+            # Each row's offset from row 0, computed once: rows past n_rows read row 0.
+            p_offsets = [
+                builder.select(
+                    builder.icmp_signed("<", ir.Constant(intp, p), n_rows_v),
+                    builder.mul(ir.Constant(intp, p), p_steps[1]),
+                    ir.Constant(intp, 0),
+                )
+                for p in range(rows)
+            ]
+        else:
+            p_offsets = [ir.Constant(intp, p) for p in range(rows)]
+        p_kstep = p_steps[0] if strided else ir.Constant(intp, rows)
+
         entry = builder.block
         header = builder.append_basic_block("k_header")
         body = builder.append_basic_block("k_body")
@@ -312,7 +363,7 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, n_r
 
         builder.position_at_end(body)
         q_base = builder.add(q0_v, builder.mul(k, ir.Constant(intp, nr)))
-        p_base = builder.add(p0_v, builder.mul(k, ir.Constant(intp, rows)))
+        p_base = builder.add(p0_v, builder.mul(k, p_kstep))
         if PREFETCH:
             prefetch = cgutils.get_or_insert_function(
                 builder.module,
@@ -334,9 +385,7 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, n_r
             for v in range(VECTORS)
         ]
         for p in range(rows):
-            broadcast = splat(
-                builder.load(builder.gep(p_data, [builder.add(p_base, ir.Constant(intp, p))])), vector
-            )
+            broadcast = splat(builder.load(builder.gep(p_data, [builder.add(p_base, p_offsets[p])])), vector)
             for v in range(VECTORS):
                 sums[p][v].add_incoming(builder.call(fma, [broadcast, q_vectors[v], sums[p][v]]), body)
         k.add_incoming(builder.add(k, ir.Constant(intp, 1)), body)
@@ -358,6 +407,42 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, n_r
         ]
         no_lanes = ir.Constant(mask_type, [0] * width)
         align_v = ir.Constant(i32, align)
+        # A whole tile (every tile but those at C's edges) is written with plain loads and
+        # stores: on AMD's AVX2 cores (Zen 2, Zen 3) a masked store (VMASKMOVPD) is
+        # microcoded, many times slower than a plain one, and a mini-batch's short sums
+        # write C back after every few steps of k.
+        whole = builder.and_(
+            builder.icmp_signed("==", n_rows_v, ir.Constant(intp, rows)),
+            builder.icmp_signed("==", n_cols_v, ir.Constant(intp, nr)),
+        )
+        plain_block = builder.append_basic_block("write_whole")
+        masked_block = builder.append_basic_block("write_masked")
+        written = builder.append_basic_block("written")
+        builder.cbranch(whole, plain_block, masked_block)
+
+        builder.position_at_end(plain_block)
+        with builder.if_else(acc_v) as (add_old, overwrite):
+            with add_old:
+                for p in range(rows):
+                    start = builder.add(
+                        builder.mul(builder.add(row_v, ir.Constant(intp, p)), row_stride), col_v
+                    )
+                    for v in range(VECTORS):
+                        address = vector_at(c_array.data, builder.add(start, ir.Constant(intp, v * width)))
+                        old = builder.load(address, align=align)
+                        builder.store(builder.fadd(old, sums[p][v]), address, align=align)
+            with overwrite:
+                for p in range(rows):
+                    start = builder.add(
+                        builder.mul(builder.add(row_v, ir.Constant(intp, p)), row_stride), col_v
+                    )
+                    for v in range(VECTORS):
+                        address = vector_at(c_array.data, builder.add(start, ir.Constant(intp, v * width)))
+                        # 0 + s, as the masked path adds the sums to zeros: -0.0 becomes +0.0 alike.
+                        builder.store(builder.fadd(zero, sums[p][v]), address, align=align)
+        builder.branch(written)
+
+        builder.position_at_end(masked_block)
         for p in range(rows):
             row_ok = builder.icmp_signed("<", ir.Constant(intp, p), n_rows_v)
             # Rows past n_rows are never touched: their address may lie outside C.
@@ -370,9 +455,11 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, n_r
                 load_mask = builder.select(acc_v, mask, no_lanes)
                 old = builder.call(masked_load, [address, align_v, load_mask, zero])
                 builder.call(masked_store, [builder.fadd(old, sums[p][v]), address, align_v, mask])
+        builder.branch(written)
+        builder.position_at_end(written)
         return context.get_dummy_value()
 
-    return sig, codegen
+    return codegen
 
 
 class _FullWidthAttributes(ir.values.FunctionAttributes):

@@ -105,6 +105,7 @@ def train_epochs(
     squares,
     tile,
     narrow,
+    plan,
     alpha,
     first,
     count,
@@ -120,7 +121,7 @@ def train_epochs(
 
     Parameters
     ----------
-    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, threads
+    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, threads
         As in ``passes.gradient_pass``; the buffers are sized for `batch_size` samples
         (``engine.Engine.train_epochs`` passes a workspace's).
     alpha : float
@@ -169,6 +170,7 @@ def train_epochs(
                 squares,
                 tile,
                 narrow,
+                plan,
                 threads,
             )
             if not (np.isfinite(E_b) and descend(theta, grad, alpha)):

@@ -82,6 +82,7 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
             work.squares,
             work.tile,
             work.narrow,
+            work.plan,
             threads,
             plain=None if tiled else True,
         )
@@ -94,6 +95,7 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
             work.scratch,
             work.tile,
             work.narrow,
+            work.plan,
             threads,
             plain=None if tiled else True,
         )

@@ -32,7 +32,8 @@ def _stopped(sizes, m, stop):
     grad = np.full(eng.n_parameters, 7.0)
     E = passes.gradient_pass(
         layout.pack(W, b), eng.sizes_array, eng.codes, X, Y, grad,
-        work.activations, work.deltas, work.scratch, work.squares, work.tile, work.narrow, 1, None, stop,
+        work.activations, work.deltas, work.scratch, work.squares, work.tile, work.narrow, work.plan,
+        1, None, stop,
     )  # fmt: skip
     return E, grad, work.activations.copy()
 
