@@ -6,9 +6,10 @@ first-call time (for the loops, Numba's compile or cache load), the median time 
 gradient, GFLOP/s, the speed-up against einsum and the largest relative difference from
 the einsum gradient. It exits with status 1 if the loops and einsum disagree beyond the
 dtype's tolerance (``loopbp.agreement``). ``--sweep m`` or ``--sweep width`` times a
-range of sizes, ``--plot FILE.png`` draws that sweep, ``--json`` prints JSON. What is
-printed comes from a ``loopbp.comparison.Comparison``; this module parses the flags,
-prints, plots and dumps it.
+range of sizes, ``--sweep width,m`` a grid of both (a map of the loops' speed-up against
+the fastest other backend), ``--plot FILE.png`` draws that sweep or map, ``--json``
+prints JSON. What is printed comes from a ``loopbp.comparison.Comparison``; this module
+parses the flags, prints, plots and dumps it.
 
 ``loopbp train sine`` and ``loopbp train digits`` run the series' examples
 (``loopbp.examples``).
@@ -17,17 +18,19 @@ prints, plots and dumps it.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import platform
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from . import __version__, distributed, numba_cache
+from . import __version__, distributed, numba_cache, simd
 from .activations import ACTIVATIONS, activation_code
 from .compare import COMPARED_BACKENDS, OPTIONAL, default_backends, installed
-from .comparison import Comparison, gradient_gflop
+from .comparison import MAP, Comparison, gradient_gflop, sweep_points
 from .cuda_target import NoGPU
 from .problems import default_activations
 from .validation import BACKENDS, check_activations, check_choice, check_positive, check_seed, check_sizes
@@ -55,6 +58,14 @@ _INTEGERS = "comma-separated integers such as 784,256,10"
 def _sizes(text: str) -> tuple[int, ...]:
     widths = _checked(lambda t: [int(s) for s in t.split(",")], text, _INTEGERS)
     return _checked(lambda t: check_sizes(widths), text, "at least two widths, each >= 1")
+
+
+def _positive_list(text: str) -> tuple[int, ...]:
+    return _checked(
+        lambda t: tuple(check_positive(int(s), "value", integer=True) for s in t.split(",")),
+        text,
+        "comma-separated positive integers such as 16,64,256",
+    )
 
 
 def _positive(text: str) -> int:
@@ -142,12 +153,29 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--seed", type=_seed, default=0, help="seeds the network and the data (default: 0)")
     compare.add_argument(
         "--sweep",
-        choices=("m", "width"),
+        # m,width is accepted too: the map is the same, its rows the widths.
+        choices=("m", "width", MAP, "m,width"),
+        metavar="m|width|width,m",
         default=None,
-        help="time m = 10, 30, 100, ... up to --m, or every hidden width 4, 8, 16, ... up to the "
-        "widest in --sizes",
+        help="time m = 10, 32, 100, ... up to --m, or every hidden width 4, 8, 16, ... up to the "
+        "widest in --sizes, or (width,m) every pair of the two: a map of the loops' speed-up "
+        "against the fastest other backend",
     )
-    compare.add_argument("--plot", metavar="FILE.png", default=None, help="draw the sweep (needs matplotlib)")
+    compare.add_argument(
+        "--widths",
+        type=_positive_list,
+        default=None,
+        help="the hidden widths of --sweep width or width,m instead of 4, 8, 16, ... (e.g. 16,64,256)",
+    )
+    compare.add_argument(
+        "--ms",
+        type=_positive_list,
+        default=None,
+        help="the m of --sweep m or width,m instead of 10, 32, 100, ... (e.g. 32,1000)",
+    )
+    compare.add_argument(
+        "--plot", metavar="FILE.png", default=None, help="draw the sweep or the map (needs matplotlib)"
+    )
     compare.add_argument(
         "--json", action="store_true", help="print the results as JSON (times in seconds, keys *_s)"
     )
@@ -232,6 +260,80 @@ def _plot(path: str, result: Comparison) -> None:
     plt.close(fig)
 
 
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what `platform` knows, else "unknown CPU"."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _map_title(result: Comparison) -> str:
+    """The map's title: what was timed, when, and on which CPU and vector path."""
+    others = ", ".join(b for b in result.backends if b != "loops")
+    return (
+        f"loopbp compare --sweep {MAP}: sizes {_pattern(result.sizes)}, {result.dtype}, "
+        f"{datetime.date.today().isoformat()}\n"
+        f"{_cpu_model()}, loops' vector path {simd.PATH}\n"
+        f"cells: the time of the fastest of {others} over the loops' (> 1: loops faster); black line: 1"
+    )
+
+
+def _plot_map(path: str, result: Comparison) -> None:
+    """Draw a map's `Comparison.ratio_map` as a heat map, its cells annotated, to `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    widths, ms = result.widths, result.ms
+    ratio = np.array(result.ratio_map())
+    fastest = result.fastest_map()
+    # Colours on log2(ratio), symmetric about 0: twice as fast and twice as slow are equally
+    # strong, and a map within 25% of 1 everywhere is not painted as a landslide.
+    log = np.log2(ratio)
+    limit = max(float(np.abs(log).max()), np.log2(1.25))
+    fig, ax = plt.subplots(figsize=(1.15 * len(ms) + 2.8, 0.55 * len(widths) + 2.3))
+    image = ax.imshow(log, cmap="RdBu", norm=TwoSlopeNorm(0.0, -limit, limit), origin="lower", aspect="auto")
+    for i in range(len(widths)):
+        for j in range(len(ms)):
+            dark = abs(log[i, j]) > 0.6 * limit
+            ax.text(
+                j,
+                i,
+                f"{ratio[i, j]:.2f}\n{fastest[i][j]}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+            )
+    # The crossover: where the ratio passes 1 between cell centres (needs two rows and
+    # two columns; a single row or column shows it by the colours' change alone).
+    if len(widths) > 1 and len(ms) > 1 and log.min() < 0 < log.max():
+        ax.contour(
+            np.arange(len(ms)), np.arange(len(widths)), log, levels=[0.0], colors="black", linewidths=1.5
+        )
+    ax.set_xticks(range(len(ms)), [str(v) for v in ms])
+    ax.set_yticks(range(len(widths)), [str(w) for w in widths])
+    ax.set_xlabel("m (samples)")
+    ax.set_ylabel("hidden width")
+    ax.set_title(_map_title(result), fontsize=8)
+    # Powers of 2 where the map spans more than 2x either way; finer steps near 1 otherwise.
+    steps = [2.0**k for k in range(-6, 7)] if limit > 1 else [2 / 3, 0.8, 1, 1.25, 1.5]
+    ticks = [t for t in steps if abs(np.log2(t)) <= limit]
+    bar = fig.colorbar(image, ax=ax)
+    bar.set_ticks([np.log2(t) for t in ticks], labels=[f"{t:.3g}" for t in ticks])
+    bar.set_label("loops' speed-up against the fastest other backend", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _say(message: str, command: str = "compare") -> None:
     # Notes on progress go to standard error, so that standard output is the table alone
     # (or valid JSON), and appear at once even when standard error is a pipe.
@@ -269,19 +371,32 @@ def compare(args: argparse.Namespace) -> int:
             f"--activations needs {L} names for --sizes {','.join(map(str, args.sizes))}, "
             f"got {len(args.activations)}"
         )
-    if args.sweep == "width" and L < 2:
-        return _error("--sweep width varies the hidden layers; --sizes has none")
+    sweep = MAP if args.sweep == "m,width" else args.sweep
+    sizes_text = ",".join(map(str, args.sizes))
+    if sweep in ("width", MAP) and L < 2:
+        return _error(f"--sweep {args.sweep} varies the hidden layers; --sizes {sizes_text} has none")
+    given = "no --sweep" if sweep is None else f"--sweep {args.sweep}"
+    if args.widths is not None and sweep not in ("width", MAP):
+        return _error(f"--widths sets the hidden widths of --sweep width or --sweep {MAP}; got {given}")
+    if args.ms is not None and sweep not in ("m", MAP):
+        return _error(f"--ms sets the m of --sweep m or --sweep {MAP}; got {given}")
+    backends = args.backends or default_backends()
+    if sweep == MAP and "loops" not in backends:
+        return _error(
+            f"--sweep {args.sweep} maps the loops against the other backends; "
+            f"--backends {','.join(backends)} has no loops"
+        )
     if args.plot is not None:
-        if args.sweep is None:
-            return _error("--plot draws a sweep; add --sweep m or --sweep width")
+        if sweep is None:
+            return _error(f"--plot draws a sweep; add --sweep m, --sweep width or --sweep {MAP}")
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             return _error('--plot needs matplotlib: pip install "loopbp[examples]"')
-    backends = args.backends or default_backends()
-    table = not args.json and args.sweep is None
+    points = sweep_points(args.sizes, args.m, sweep, widths=args.widths, ms=args.ms)
+    table = not args.json and sweep is None
     if not args.json:
-        print(_header(args, activations), flush=True)
+        print(_header(args, activations, sweep, points), flush=True)
     if "loops" in backends:
         _note_compile(args.dtype, "compare")
     if table:
@@ -295,7 +410,7 @@ def compare(args: argparse.Namespace) -> int:
             while printed < len(backends) and backends[printed] in done.backends:
                 _print_table_row(backends[printed], done)
                 printed += 1
-        elif args.sweep is not None:
+        elif sweep is not None:
             _say(f"{backend} done: {len(done.points)} sizes in {seconds:.1f} s")
 
     try:
@@ -305,7 +420,9 @@ def compare(args: argparse.Namespace) -> int:
             activations,
             args.dtype,
             backends=backends,
-            sweep=args.sweep,
+            sweep=sweep,
+            widths=args.widths,
+            ms=args.ms,
             seed=args.seed,
             repeat=args.repeat,
             threads=args.threads,
@@ -315,10 +432,12 @@ def compare(args: argparse.Namespace) -> int:
         print(f"loopbp compare: {err}", file=sys.stderr)
         return 1
     if args.plot is not None:
-        _plot(args.plot, result)
+        (_plot_map if sweep == MAP else _plot)(args.plot, result)
     if args.json:
         print(json.dumps(result.to_dict(plot=args.plot), indent=1))
-    elif args.sweep is not None:
+    elif sweep == MAP:
+        _print_map(result)
+    elif sweep is not None:
         _print_sweep(result)
     if args.plot is not None:
         # Named on stdout, except under --json, where the path is the "plot" key.
@@ -334,14 +453,30 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _header(args: argparse.Namespace, activations: Sequence[str]) -> str:
+def _pattern(sizes: Sequence[int]) -> str:
+    """`sizes` with every hidden width written W: what a width sweep or a map keeps."""
+    return ",".join([str(sizes[0])] + ["W"] * (len(sizes) - 2) + [str(sizes[-1])])
+
+
+def _header(
+    args: argparse.Namespace, activations: Sequence[str], sweep: str | None, points: Sequence[Any]
+) -> str:
     threads = "default threads" if args.threads is None else f"{args.threads} threads"
+    # A sweep's values are listed where they are not those that --sizes and --m imply: a
+    # map's always, since its rows and columns are both swept.
+    sizes = ",".join(map(str, args.sizes))
+    if sweep == MAP or args.widths is not None:
+        widths = sorted({p.sizes[1] for p in points})
+        sizes = f"{_pattern(args.sizes)} for W = {','.join(map(str, widths))}"
+    m = str(args.m)
+    if sweep == MAP or args.ms is not None:
+        m = ",".join(map(str, sorted({p.m for p in points})))
     header = (
-        f"loopbp compare: sizes {','.join(map(str, args.sizes))}, m = {args.m}, {args.dtype}, "
+        f"loopbp compare: sizes {sizes}, m = {m}, {args.dtype}, "
         f"activations {','.join(activations)}, {threads}, median of {args.repeat} samples, "
         f"each backend in its own process"
     )
-    if args.sweep is None:
+    if sweep is None:
         header += f", {gradient_gflop(args.sizes, args.m):.4g} GFLOP per gradient"
     return header
 
@@ -378,6 +513,28 @@ def _print_sweep(result: Comparison) -> None:
         crossovers = result.crossovers
         where = ", ".join(f"{x:.3g}" for x in crossovers) if crossovers else "none in this range"
         print(f"loops and the fastest other backend cross at {name} = {where}")
+
+
+def _print_map(result: Comparison) -> None:
+    widths, ms = result.widths, result.ms
+    ratio, fastest = result.ratio_map(), result.fastest_map()
+    print(
+        "the loops' speed-up against the fastest other backend (its time over the loops'; above 1 the "
+        "loops are the fastest), and which backend that is; rows: hidden width, columns: m"
+    )
+    corner = "width \\ m"
+    # Each m above its cells' ratios.
+    print((f"{corner:>10} " + " ".join(f"{v:>6}{'':7}" for v in ms)).rstrip())
+    for i, w in enumerate(widths):
+        cells = " ".join(f"{ratio[i][j]:>6.2f} {fastest[i][j]:<6}" for j in range(len(ms)))
+        print(f"{w:>10} {cells}".rstrip())
+    faster = sum(r > 1 for row in ratio for r in row)
+    print(f"the loops are the fastest at {faster} of {len(widths) * len(ms)} points")
+    crossovers = result.crossovers
+    # Three significant digits, without the exponent that .3g gives 1000.
+    where = ", ".join(f"({float(f'{w:.3g}'):g}, {float(f'{v:.3g}'):g})" for w, v in crossovers)
+    where = where or "none on this grid"
+    print(f"loops and the fastest other backend cross at (width, m) = {where}")
 
 
 def train(args: argparse.Namespace) -> int:

@@ -335,3 +335,163 @@ def test_compare_cuda_runs_einsum_and_puts_torch_and_jax_on_the_gpu(monkeypatch,
     assert calls == [("einsum", "cuda"), ("cuda", "cuda"), ("torch", "cuda"), ("jax", "cuda")]
     rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
     assert rows == ["einsum", "cuda", "torch", "jax"]
+
+
+def _map_timings(backend, points, *args, **kwargs):
+    # Seconds per gradient that depend on the width and m, each backend differently, so that
+    # the fastest other backend changes across the map and the loops win on one side only.
+    scale = {"loops": (1e-5, 2e-10), "einsum": (3e-5, 4e-10), "numpy": (2e-5, 3e-10), "torch": (5e-5, 1e-10)}
+    start, per = scale[backend]
+    return [
+        {"first_s": 1.0, "median_s": start + per * sizes[1] ** 2 * m, "number": 1, "difference": 0.0}
+        for sizes, m in points
+    ]
+
+
+MAP_ARGS = ["compare", "--sizes", "3,64,2", "--sweep", "width,m", "--widths", "4,64", "--ms", "10,1000"]
+MAP_ARGS += ["--backends", "loops,einsum,numpy,torch", "--repeat", "2"]
+
+
+@pytest.fixture
+def map_timings(monkeypatch):
+    monkeypatch.setattr(compare, "run", _map_timings)
+    monkeypatch.setattr(compare, "installed", lambda backend: True)
+    monkeypatch.setattr(cli, "installed", lambda backend: True)
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None: True)
+
+
+def test_compare_map_prints_the_ratio_and_the_fastest_other_backend(map_timings, capsys):
+    assert cli.main(MAP_ARGS) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("loopbp compare: sizes 3,W,2 for W = 4,64, m = 10,1000, float64")
+    assert lines[2].split() == ["width", "\\", "m", "10", "1000"]
+    expected = {}
+    for w in (4, 64):
+        for v in (10, 1000):
+            times = {
+                b: _map_timings(b, [((3, w, 2), v)])[0]["median_s"]
+                for b in ("loops", "einsum", "numpy", "torch")
+            }
+            fastest = min((b for b in times if b != "loops"), key=times.get)
+            expected[w, v] = (f"{times[fastest] / times['loops']:.2f}", fastest)
+    rows = {int(line.split()[0]): line.split()[1:] for line in lines[3:5]}
+    assert rows == {w: [*expected[w, 10], *expected[w, 1000]] for w in (4, 64)}
+    # The loops win at width 4, and torch wins at width 64 with m = 1000.
+    assert expected[64, 1000][1] == "torch" and float(expected[64, 1000][0]) < 1 < float(expected[4, 10][0])
+    faster = sum(float(r) > 1 for r, _ in expected.values())
+    assert lines[5] == f"the loops are the fastest at {faster} of 4 points"
+    assert lines[6].startswith("loops and the fastest other backend cross at (width, m) = (")
+
+
+def test_compare_map_json_and_m_width_is_the_same_map(map_timings, capsys):
+    maps = []
+    for sweep in ("width,m", "m,width"):
+        args = [a if a != "width,m" else sweep for a in MAP_ARGS]
+        assert cli.main([*args, "--json"]) == 0
+        maps.append(json.loads(capsys.readouterr().out))
+    assert maps[0] == maps[1]
+    out = maps[0]
+    assert out["sweep"] == "width,m" and out["map"]["widths"] == [4, 64] and out["map"]["ms"] == [10, 1000]
+    assert [p["sizes"] for p in out["points"]] == [[3, 4, 2], [3, 4, 2], [3, 64, 2], [3, 64, 2]]
+    for point in out["points"]:
+        # Each cell from its point's own results: the fastest other backend's time over the loops'.
+        i, j = out["map"]["widths"].index(point["sizes"][1]), out["map"]["ms"].index(point["m"])
+        times = {b: r["median_s"] for b, r in point["results"].items()}
+        fastest = min((b for b in times if b != "loops"), key=times.get)
+        assert out["map"]["fastest_other"][i][j] == fastest
+        assert out["map"]["ratio"][i][j] == pytest.approx(times[fastest] / times["loops"])
+    assert out["crossovers"] and all(len(c) == 2 for c in out["crossovers"])
+
+
+def test_compare_map_plot(map_timings, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "map.png"
+    assert cli.main([*MAP_ARGS, "--plot", str(plot)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"plot written to {plot}"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # One row: no line between the sides, the colours alone show them.
+    row = tmp_path / "row.png"
+    assert cli.main([*MAP_ARGS, "--widths", "16", "--plot", str(row)]) == 0
+    assert row.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_map_title_names_the_sizes_dtype_date_cpu_and_vector_path(map_timings, monkeypatch):
+    import datetime
+
+    from loopbp import comparison, simd
+
+    monkeypatch.setattr(cli, "_cpu_model", lambda: "Test CPU 9000")
+    result = comparison.Comparison.run(
+        (3, 8, 8, 2), 10, dtype="float32", backends=("loops", "einsum", "numpy"), sweep="width,m", ms=[10]
+    )
+    title = cli._map_title(result)
+    assert title.startswith("loopbp compare --sweep width,m: sizes 3,W,W,2, float32, ")
+    assert datetime.date.today().isoformat() in title
+    assert f"Test CPU 9000, loops' vector path {simd.PATH}" in title
+    assert "fastest of einsum, numpy over the loops'" in title
+    assert cli._cpu_model().strip()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--sweep", "width,m", "--sizes", "3,2"],
+            "--sweep width,m varies the hidden layers; --sizes 3,2 has none",
+        ),
+        (
+            ["--widths", "8"],
+            "--widths sets the hidden widths of --sweep width or --sweep width,m; got no --sweep",
+        ),
+        (
+            ["--sweep", "m", "--widths", "8"],
+            "--widths sets the hidden widths of --sweep width or --sweep width,m; got --sweep m",
+        ),
+        (
+            ["--sweep", "width", "--ms", "8"],
+            "--ms sets the m of --sweep m or --sweep width,m; got --sweep width",
+        ),
+        (["--plot", "x.png"], "--plot draws a sweep; add --sweep m, --sweep width or --sweep width,m"),
+    ],
+)
+def test_compare_map_rejects_inconsistent_flags(args, message, capsys):
+    assert cli.main(["compare", *args, *FAST]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_compare_map_needs_the_loops(capsys):
+    args = ["compare", "--sweep", "m,width", *FAST, "--backends", "einsum,numpy"]
+    assert cli.main(args) == 2
+    assert (
+        "--sweep m,width maps the loops against the other backends; --backends einsum,numpy has no loops"
+        in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--sweep", "foo"], "argument --sweep: invalid choice: 'foo'"),
+        (
+            ["--widths", "16,x"],
+            "argument --widths: expected comma-separated positive integers such as 16,64,256, got '16,x'",
+        ),
+        (
+            ["--ms", "32,0"],
+            "argument --ms: expected comma-separated positive integers such as 16,64,256, got '32,0'",
+        ),
+    ],
+)
+def test_compare_map_rejects_bad_flags(args, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["compare", *args])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_compare_widths_and_ms_choose_the_points_of_a_sweep(map_timings, capsys):
+    args = ["compare", "--sizes", "3,64,2", "--backends", "loops,einsum", "--json"]
+    assert cli.main([*args, "--sweep", "m", "--ms", "100,10"]) == 0
+    assert [p["m"] for p in json.loads(capsys.readouterr().out)["points"]] == [10, 100]
+    assert cli.main([*args, "--sweep", "width", "--widths", "8,2"]) == 0
+    assert [p["sizes"] for p in json.loads(capsys.readouterr().out)["points"]] == [[3, 2, 2], [3, 8, 2]]

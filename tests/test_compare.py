@@ -155,6 +155,7 @@ def test_comparison_to_dict_is_the_json_of_compare():
         "sweep",
         "points",
         "crossovers",
+        "map",
         "tolerance",
         "agree",
         "plot",
@@ -227,3 +228,130 @@ def test_comparison_run_calls_back_after_each_backend(monkeypatch):
         Comparison.run((3, 2), 4, backends=("loops",))
     with pytest.raises(ValueError, match="activations must have one name per layer"):
         Comparison.run((3, 4, 2), 4, ("tanh",))
+
+
+def test_sweep_points_of_a_map():
+    # Every pair of the width sweep's widths and the m sweep's m, width by width.
+    widths = [p.label for p in comparison.sweep_points((3, 20, 9, 2), 100, "width")]
+    ms = [p.label for p in comparison.sweep_points((3, 20, 9, 2), 100, "m")]
+    points = comparison.sweep_points((3, 20, 9, 2), 100, "width,m")
+    assert [p.label for p in points] == [(w, v) for w in widths for v in ms]
+    assert [(p.sizes, p.m) for p in points] == [((3, w, w, 2), v) for w, v in (p.label for p in points)]
+    # Chosen points: sorted and once each, whatever order they are given in.
+    chosen = comparison.sweep_points((3, 20, 2), 7, "width,m", widths=[64, 16, 16], ms=(1000, 32))
+    assert [p.label for p in chosen] == [(16, 32), (16, 1000), (64, 32), (64, 1000)]
+    assert [p.m for p in comparison.sweep_points((3, 2), 7, "m", ms=[50, 5])] == [5, 50]
+    assert [p.sizes for p in comparison.sweep_points((3, 20, 2), 7, "width", widths=[6])] == [(3, 6, 2)]
+
+
+@pytest.mark.parametrize(
+    "sizes,sweep,points,message",
+    [
+        ((3, 2), "width,m", {}, "a width,m sweep varies the hidden layers; sizes (3, 2) has none"),
+        ((3, 4, 2), "m", {"widths": [8]}, "widths sets the points of a width sweep or a map; sweep is 'm'"),
+        ((3, 4, 2), "width", {"ms": [8]}, "ms sets the points of an m sweep or a map; sweep is 'width'"),
+        ((3, 4, 2), None, {"ms": [8]}, "widths and ms set the points of a sweep; sweep is None"),
+        ((3, 4, 2), "width,m", {"ms": [8, 0]}, "ms must be"),
+        ((3, 4, 2), "width,m", {"widths": []}, "widths must be a non-empty sequence of positive integers"),
+        ((3, 4, 2), "width,m", {"widths": "16"}, "widths must be a non-empty sequence of positive integers"),
+        ((3, 4, 2), "m,width", {}, "sweep must be one of"),
+    ],
+)
+def test_sweep_points_rejects(sizes, sweep, points, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        comparison.sweep_points(sizes, 7, sweep, **points)
+
+
+# A map over widths 4, 16 and m = 10, 100, 1000, in ms per gradient, one row per width. einsum is
+# never the fastest; numpy is the fastest other at width 4, torch at 16. The loops beat that by 2
+# or lose by 2, so each crossing is halfway (in log) between two points: at width 4 between m = 10
+# and 100, at width 16 between 100 and 1000, and at m = 100 between widths 4 and 16.
+MAP_MS = {
+    "einsum": [[4.0, 4.0, 4.0], [4.0, 4.0, 4.0]],
+    "numpy": [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]],
+    "torch": [[2.0, 2.0, 2.0], [0.5, 0.5, 0.5]],
+    "loops": [[0.5, 2.0, 2.0], [0.25, 0.25, 1.0]],
+}
+
+
+def _hand_made_map():
+    widths, ms = (4, 16), (10, 100, 1000)
+    pairs = [(i, j) for i in range(2) for j in range(3)]
+    pairs = pairs[3:] + pairs[:3]  # not in row order: the map finds its cells by label
+    return Comparison(
+        sizes=(3, 16, 2),
+        m=1000,
+        activations=("sigmoid", "identity"),
+        dtype="float64",
+        threads=None,
+        repeat=3,
+        sweep="width,m",
+        backends=("loops", "einsum", "numpy", "torch"),
+        points=tuple(Point((widths[i], ms[j]), (3, widths[i], 2), ms[j]) for i, j in pairs),
+        measured=tuple({b: _measured(t[i][j]) for b, t in MAP_MS.items()} for i, j in pairs),
+    )
+
+
+def test_map_ratio_fastest_other_and_crossovers():
+    result = _hand_made_map()
+    assert result.widths == [4, 16] and result.ms == [10, 100, 1000]
+    others = [b for b in MAP_MS if b != "loops"]
+    fastest = [[min(others, key=lambda b: MAP_MS[b][i][j]) for j in range(3)] for i in range(2)]
+    assert result.fastest_map() == fastest == [["numpy"] * 3, ["torch"] * 3]
+    expected = [[MAP_MS[fastest[i][j]][i][j] / MAP_MS["loops"][i][j] for j in range(3)] for i in range(2)]
+    assert result.ratio_map() == [pytest.approx(row) for row in expected]
+    assert result.crossovers == [
+        (4, pytest.approx(10**1.5)),
+        (pytest.approx(8.0), 100),
+        (16, pytest.approx(10**2.5)),
+    ]
+    # The same ratio point by point, against the time of the fastest other backend at that point.
+    for k in range(len(result.points)):
+        times = {b: result.median(b, k) for b in result.backends}
+        assert result.ratio(k) == pytest.approx(
+            min(t for b, t in times.items() if b != "loops") / times["loops"]
+        )
+
+
+def test_map_to_dict():
+    result = _hand_made_map()
+    out = json.loads(json.dumps(result.to_dict()))
+    assert out["sweep"] == "width,m" and len(out["points"]) == 6
+    assert out["map"]["widths"] == [4, 16] and out["map"]["ms"] == [10, 100, 1000]
+    assert out["map"]["ratio"] == result.ratio_map() and out["map"]["fastest_other"] == result.fastest_map()
+    assert out["crossovers"] == [list(c) for c in result.crossovers]
+    assert _hand_made().to_dict()["map"] is None
+
+
+def test_map_needs_every_pair_and_the_loops():
+    result = _hand_made_map()
+    with pytest.raises(ValueError, match=r"one point for each pair of its widths \[4, 16\]"):
+        replace(result, points=result.points[1:], measured=result.measured[1:])
+    without = replace(result, backends=("einsum", "numpy", "torch"))
+    with pytest.raises(ValueError, match="the ratio is against the loops"):
+        without.ratio_map()
+    assert without.crossovers == [] and without.to_dict()["map"] is None
+    with pytest.raises(ValueError, match="widths belong to a width,m map; this comparison's sweep is 'm'"):
+        assert _hand_made().widths
+
+
+def test_comparison_run_times_a_map_width_by_width(monkeypatch):
+    calls = []
+
+    def run(backend, points, activations, dtype, seed, repeat, threads, device):
+        calls.append((backend, points))
+        # The loops take w * m / 1000 ms, numpy 1 ms, einsum 3 ms.
+        t = {"loops": [s[1] * m / 1e6 for s, m in points], "numpy": [1e-3] * len(points)}
+        times = t.get(backend, [3e-3] * len(points))
+        return [{"first_s": 1.0, "median_s": s, "number": 1, "difference": 0.0} for s in times]
+
+    monkeypatch.setattr(compare, "run", run)
+    result = Comparison.run(
+        [3, 5, 2], 100, backends=("loops", "einsum", "numpy"), sweep="width,m", widths=[2, 20], ms=[10, 100]
+    )
+    assert calls[0][1] == [((3, 2, 2), 10), ((3, 2, 2), 100), ((3, 20, 2), 10), ((3, 20, 2), 100)]
+    assert result.ratio_map() == [pytest.approx([1 / (w * v / 1000) for v in (10, 100)]) for w in (2, 20)]
+    calls.clear()
+    with pytest.raises(ValueError, match="a width,m map needs loops among the backends"):
+        Comparison.run([3, 5, 2], 100, backends=("einsum", "numpy"), sweep="width,m")
+    assert calls == []
