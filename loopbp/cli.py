@@ -12,7 +12,8 @@ prints JSON. What is printed comes from a ``loopbp.comparison.Comparison``; this
 parses the flags, prints, plots and dumps it.
 
 ``loopbp train sine`` and ``loopbp train digits`` run the series' examples
-(``loopbp.examples``).
+(``loopbp.examples``). ``loopbp plan SIZES --m M`` prints which kernel and how many
+threads each contraction of a gradient uses, and why (``loopbp.plan``).
 """
 
 from __future__ import annotations
@@ -202,13 +203,23 @@ def _parser() -> argparse.ArgumentParser:
             "an address (tcp://host:8786) joins a running one (needs loopbp[distributed])",
         )
 
+    plan = commands.add_parser(
+        "plan", help="which kernel and how many threads each contraction of a gradient uses, and why"
+    )
+    plan.add_argument(
+        "sizes", type=_sizes, metavar="SIZES", help="the layer widths n^0,...,n^L, as 784,128,10"
+    )
+    plan.add_argument(
+        "--m", type=_positive, default=32, help="samples per gradient: the batch size (default 32)"
+    )
+    plan.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     cache = commands.add_parser(
         "cache", help="where Numba keeps loopbp's compiled kernels; --clear deletes them"
     )
     cache.add_argument("--clear", action="store_true", help="delete this copy of loopbp's cached kernels")
     # Each (sub)command's parser records itself, the innermost last, so that main can
     # report an unknown flag with the usage of the command it was given to.
-    for sub in (compare, train, sine, digits, cache):
+    for sub in (compare, train, sine, digits, plan, cache):
         sub.set_defaults(subparser=sub)
     return parser
 
@@ -601,6 +612,14 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def show_plan(args: argparse.Namespace) -> int:
+    """Run ``loopbp plan SIZES --m M``: print the plan of one gradient (``loopbp.plan``)."""
+    from . import plan
+
+    print(plan.describe(args.sizes, args.m, np.dtype(args.dtype)))
+    return 0
+
+
 def cache(args: argparse.Namespace) -> int:
     """Run ``loopbp cache [--clear]``: where the compiled kernels are, or delete them."""
     folder = numba_cache.cache_dir()
@@ -658,6 +677,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return compare(args)
     if args.command == "cache":
         return cache(args)
+    if args.command == "plan":
+        return show_plan(args)
     return train(args)
 
 

@@ -45,7 +45,7 @@ import dataclasses
 
 import numpy as np
 
-from . import narrow_kernels, simd
+from . import narrow_kernels, packed_kernels, simd
 
 #: Columns of a plan array: the contraction's kernel and whether it runs on every thread.
 FORWARD, WEIGHTS, DELTA = 0, 1, 2
@@ -157,6 +157,8 @@ def steps_of(sizes, m: int, dtype, tile=HOST, threads: int | None = None) -> lis
             kernel = "stream" if stream > packed else "packed"
             mr, nr = tile.shape
             why = f"{mr}x{nr} tile {packed:.0%} useful, streaming {stream:.0%}"
+            if kernel == "packed" and c != WEIGHTS and -(-columns // nr) <= packed_kernels.IN_PLACE_PANELS:
+                why += ", W read in place"
         work = rows * depth * columns
         # The packed kernels share out blocks of columns, the streaming ones blocks of
         # samples (forward, dE/dA) or of rows (dE/dW).

@@ -495,3 +495,21 @@ def test_compare_widths_and_ms_choose_the_points_of_a_sweep(map_timings, capsys)
     assert [p["m"] for p in json.loads(capsys.readouterr().out)["points"]] == [10, 100]
     assert cli.main([*args, "--sweep", "width", "--widths", "8,2"]) == 0
     assert [p["sizes"] for p in json.loads(capsys.readouterr().out)["points"]] == [[3, 2, 2], [3, 8, 2]]
+
+
+def test_plan_command_prints_each_contraction(capsys):
+    assert cli.main(["plan", "784,128,10", "--m", "32", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert "784-128-10, m = 32, float32" in out
+    rows = [line.split() for line in out.splitlines() if line.lstrip()[:1].isdigit()]
+    # Z^1, dE/dW^1, Z^2, dE/dW^2 and dE/dA^1, each with one kernel.
+    assert [r[0] for r in rows] == ["1", "1", "2", "2", "2"]
+    assert all(("packed" in r) != ("stream" in r) for r in rows)
+
+
+@pytest.mark.parametrize("argv", [["plan", "784,x"], ["plan", "3,4", "--m", "0"], ["plan", "5"]])
+def test_plan_command_rejects_bad_input(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert "loopbp plan: error: argument" in capsys.readouterr().err
