@@ -1,5 +1,12 @@
 """The first call in a fresh interpreter: compilation with an empty Numba cache, and the
-cache load with a warm one. Imports and data creation are in the untimed setup code."""
+cache load with a warm one. Imports and data creation are in the untimed setup code.
+
+Under ``LOOPBP_BENCH_SMOKE=1`` (`common.smoke`) "cold" runs as "warm" does, from the warm
+cache: compiling every kernel takes half a minute or more per dtype, longer than a smoke
+run of the whole suite may take.
+"""
+
+from . import common
 
 _SETUP = """
 import os, subprocess, sys, tempfile
@@ -31,5 +38,5 @@ class FirstCall:
     timeout = 600
 
     def timeraw_first_gradient(self, cache, dtype):
-        prepare = _COLD if cache == "cold" else _WARM.format(dtype=dtype)
+        prepare = _COLD if cache == "cold" and not common.smoke() else _WARM.format(dtype=dtype)
         return "net.gradient(X, Y)", _SETUP.format(cache=prepare, dtype=dtype)

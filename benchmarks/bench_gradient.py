@@ -7,8 +7,13 @@ setup, asv_runner 0.3 times each call on its own; each class therefore sets
 ``number`` for its case explicitly, and asv re-runs the (trivial) setup between calls
 and adds up only the calls. A setup that does no work between calls keeps the caches
 as warm as a timeit loop would, so microsecond calls are not overstated.
+
+Every network comes from ``common.case`` (or ``common.run_sizes``), so that under
+``LOOPBP_BENCH_SMOKE=1`` (`common.smoke`) each benchmark runs on a tiny stand-in and the
+micro-kernel's peak is measured for a moment instead of a second.
 """
 
+import math
 import statistics
 import time
 
@@ -25,7 +30,7 @@ class _Gradient:
     case = None
 
     def setup(self, dtype, backend, threads):
-        sizes, m = common.CASES[self.case]
+        sizes, m = common.case(self.case)
         self.run = common.prepared("gradient", sizes, m, dtype, backend, threads)
 
     def time_gradient(self, dtype, backend, threads):
@@ -68,7 +73,7 @@ class _Forward:
     case = None
 
     def setup(self, dtype, backend):
-        sizes, m = common.CASES[self.case]
+        sizes, m = common.case(self.case)
         self.run = common.prepared("forward", sizes, m, dtype, backend)
 
     def time_forward(self, dtype, backend):
@@ -90,6 +95,16 @@ class ForwardMnist(_Forward):
     number = 1
 
 
+def gflops_calls(gflop):
+    """How many calls `GflopsLoops` times for a gradient of `gflop` GFLOP: 8 / sqrt(GFLOP), 1 to 2,000.
+
+    Many where a call takes microseconds and its time is mostly overhead and noise, one
+    where it takes seconds; derived from the size so that any case of ``common.CASES``
+    has a count: toy 1,136, narrow 82, small 22, mnist 3, wide 1.
+    """
+    return min(2000, math.ceil(8 / math.sqrt(gflop)))
+
+
 class GflopsLoops:
     """GFLOP/s of the loop backend's gradient: the median of timed calls after a warm-up."""
 
@@ -99,11 +114,10 @@ class GflopsLoops:
     timeout = 600
 
     def track_gflops(self, case, dtype):
-        sizes, m = common.CASES[case]
+        sizes, m = common.case(case)
         run = common.prepared("gradient", sizes, m, dtype, "loops")
-        calls = {"toy": 2000, "small": 20, "mnist": 3, "wide": 1}[case]
         times = []
-        for _ in range(calls):
+        for _ in range(gflops_calls(common.gflop(sizes, m))):
             start = time.perf_counter()
             run()
             times.append(time.perf_counter() - start)
@@ -126,7 +140,9 @@ class PeakShareLoops:
 
     def track_share_of_peak(self, case, dtype):
         gflops = GflopsLoops().track_gflops(case, dtype)  # with every thread ("all")
-        return 100 * gflops / common.micro_kernel_peak(dtype)
+        # A smoke run's numbers are never read: there the peak is measured for a moment, not a second.
+        brief = {"seconds": 0.01} if common.smoke() else {}
+        return 100 * gflops / common.micro_kernel_peak(dtype, **brief)
 
 
 class Control:

@@ -10,7 +10,8 @@ float64; the first call with a warm cache; and the machine control. Each is samp
 round. Two rounds let ``asv continuous --interleave-rounds`` alternate between the two
 commits it compares, so that a spell of machine noise falls on both.
 
-The whole suite stays the thorough option (README, "Benchmarks").
+The whole suite stays the thorough option (README, "Benchmarks"). Under
+``LOOPBP_BENCH_SMOKE=1`` (`common.smoke`) the gradients run a tiny stand-in network.
 """
 
 from . import bench_gradient, common
@@ -27,7 +28,7 @@ class _HistoryGradient:
     case = None
 
     def setup(self, backend):
-        sizes, m = common.CASES[self.case]
+        sizes, m = common.case(self.case)
         self.run = common.prepared("gradient", sizes, m, "float64", backend)
 
     def time_gradient(self, backend):

@@ -2,7 +2,8 @@
 crossover where one backend overtakes the other shows in asv's graphs.
 
 Sizes span microseconds to seconds, so each call is timed on its own (``number = 1``)
-after the untimed setup that prepares it; see bench_gradient for the pattern.
+after the untimed setup that prepares it; see bench_gradient for the pattern. Under
+``LOOPBP_BENCH_SMOKE=1`` (`common.smoke`) every point runs the tiny stand-in network.
 """
 
 from . import common
@@ -17,7 +18,8 @@ class ScalingSamples:
     repeat = (5, 20, 10.0)
 
     def setup(self, m, backend):
-        self.run = common.prepared("gradient", (64, 128, 128, 10), m, "float64", backend)
+        sizes, m = common.run_sizes((64, 128, 128, 10), m)
+        self.run = common.prepared("gradient", sizes, m, "float64", backend)
 
     def time_gradient(self, m, backend):
         self.run()
@@ -33,7 +35,8 @@ class ScalingWidth:
     timeout = 300
 
     def setup(self, width, backend):
-        self.run = common.prepared("gradient", (width,) * 4, 1_000, "float64", backend)
+        sizes, m = common.run_sizes((width,) * 4, 1_000)
+        self.run = common.prepared("gradient", sizes, m, "float64", backend)
 
     def time_gradient(self, width, backend):
         self.run()

@@ -244,3 +244,38 @@ GRID = {
 def sweep_cases():
     """The sweep's points: `GRID`, then the reference cases of `CASES`, by name."""
     return {**GRID, **CASES}
+
+
+# --- the smoke run: every benchmark once, on tiny sizes ------------------------------
+
+#: The stand-in (sizes n^0..n^L, m) for every network of the suite in a smoke run: small
+#: enough that a gradient takes microseconds, with hidden layers like the cases'.
+SMOKE_CASE = ((3, 5, 4, 2), 7)
+
+
+def smoke():
+    """Whether ``LOOPBP_BENCH_SMOKE`` asks for a smoke run (set, and not "0").
+
+    In a smoke run every benchmark keeps its name and parameters, but its network is
+    `SMOKE_CASE` (`case`, `run_sizes`), the micro-kernel's peak is measured for a moment
+    and the first call never compiles into an empty cache (bench_gradient, bench_compile),
+    so that the whole suite runs in a minute or two (``tests/test_benchmarks.py`` dry-runs
+    it so): it shows that each benchmark runs, and its numbers mean nothing. Unset, or
+    "0", nothing changes.
+    """
+    import os  # here rather than with the imports above: this module is only appended to
+
+    return os.environ.get("LOOPBP_BENCH_SMOKE", "") not in ("", "0")
+
+
+def run_sizes(sizes, m):
+    """The (sizes, m) a benchmark runs: these, or `SMOKE_CASE` in a smoke run."""
+    return SMOKE_CASE if smoke() else (sizes, m)
+
+
+def case(name):
+    """The (sizes, m) that a benchmark of case `name` runs: ``CASES[name]``, through `run_sizes`.
+
+    The name is looked up in a smoke run too, so that an unknown one fails there as well.
+    """
+    return run_sizes(*CASES[name])
