@@ -1,41 +1,67 @@
-"""Train the series' two examples with loopbp's ``Network.fit``, NumPy ``@``, PyTorch and JAX.
+"""Train loopbp's examples with loopbp's ``Network.fit``, NumPy ``@``, PyTorch and JAX.
 
 Usage::
 
-    python benchmarks/train_peers.py                           # both examples, float64, every system
+    python benchmarks/train_peers.py                           # every example, float64, every system
     python benchmarks/train_peers.py --examples sine --steps 2000 --dtypes float64,float32
-    python benchmarks/train_peers.py --steps-scale 0.1 --rounds 3
+    python benchmarks/train_peers.py --examples digits30,mnist-batch32 --steps-scale 0.1 --rounds 3
 
-Every system trains the same network from the same start with the same full-batch
-gradient-descent steps, theta <- theta - alpha grad E, with
-E = 1/(2m) sum_c sum_i (A^L_ic - Y_ic)^2. The data, the network, its activations, the
-learning rate, the number of steps and the initial parameters are those of
-``loopbp.examples.train_sine`` (1-20-1, sigmoid/identity, 100 points, rate 0.1, 20,000
-steps) and ``train_digits`` (64-64-10, sigmoid/identity, one-hot targets, 1,347 training
-digits, rate 0.1, 10,000 steps): every system starts from a copy of the W and b of the
-examples' seeded ``Network``.
+Every system trains the same network from the same start with the same gradient-descent
+steps, theta <- theta - alpha grad E, with E = 1/(2m) sum_c sum_i (A^L_ic - Y_ic)^2 over
+the step's m samples. The examples, all sigmoid hidden layers and an identity output,
+every system starting from a copy of the W and b of the example's seeded ``Network``:
+
+- "sine": ``loopbp.examples.train_sine`` (1-20-1, 100 points, rate 0.1, 20,000 full-batch
+  steps).
+- "digits": ``train_digits`` (64-64-10, one-hot targets, 1,347 training digits, rate 0.1,
+  10,000 full-batch steps).
+- "digits30": the same with ``train_digits(hidden=30)``: 64-30-10.
+- "mnist-batch32": an MNIST-shaped 784-128-10 network trained by mini-batch SGD, batches of
+  32, on the digits upscaled to MNIST's 28 x 28 (each pixel a 3 x 3 block, the 24 x 24
+  image padded by 2 on each side, as MNIST's digits sit in a 20 x 20 box of its 28 x 28),
+  the digits example's split, one-hot targets and seed; rate 0.02, 100 epochs. 1,347 = 42
+  x 32 + 3, so each epoch takes 43 steps, the last on 3 samples.
+
+Mini-batches are those of ``Network.fit(..., batch_size=32)``: the samples are shuffled
+at the start of each epoch and the epoch steps once per run of 32 samples in that order,
+the last run smaller, each step's gradient the mean over its own samples. The peers visit
+the samples in exactly loopbp's order: before the timed run (and outside it), the
+harness draws every epoch's order with loopbp's own generator
+(``training_loop.shuffle_state(seed)``, then ``training_loop.shuffle`` of one
+``arange(m)`` epoch after epoch, a copy kept of each), as ``Network.fit`` does for a
+network of that seed. Each peer gathers each batch inside its timed loop (part of any
+mini-batch trainer), from a copy of X and Y made beforehand with one sample per row, so
+that a batch is 32 contiguous rows (gathering 32 columns of the 784 x m X is slower); the
+gathered (32, n) rows are used transposed, without a copy.
 
 - "numpy": a plain Python loop of NumPy ``@``: forward pass, backward pass, and the
-  update of every W and b, in the run's dtype.
+  update of every W and b, in the run's dtype; mini-batches gathered with fancy indexing.
 - "torch": CPU autograd, ``E.backward()`` and ``torch.optim.SGD(lr=alpha)`` on the same
-  parameters (torch's default thread count).
-- "jax": the whole loop in one ``jax.jit``: ``jax.lax.fori_loop`` over the steps, each a
-  ``jax.value_and_grad`` of E and the update (``jax_enable_x64`` for float64 runs).
-- "loopbp": ``Network.fit(X, Y, learning_rate=alpha, epochs=steps, progress=False)``,
-  which also records E per epoch and checks that it stays finite.
+  parameters, one ``optimizer.step()`` per batch (torch's default thread count).
+- "jax": the whole run in one ``jax.jit``: ``jax.lax.fori_loop`` over the steps, each a
+  ``jax.grad`` of E and the update (``jax_enable_x64`` for float64 runs); for
+  mini-batches ``fori_loop`` over the epochs, each a ``jax.lax.scan`` over its full
+  batches (gathered inside the program from the epoch's row of the orders, which go in
+  as an argument) and then one step on the smaller last batch.
+- "loopbp": ``Network.fit(X, Y, learning_rate=alpha, epochs=epochs, batch_size=...,
+  progress=False)`` on a ``Network`` of the example's seed holding the start, which also
+  records E per epoch and checks that it stays finite.
 
 Each (system, example, dtype) runs in a process of its own, because Numba's OpenMP
 threads keep spinning after a parallel region and slow BLAS in the same process. In each
-process a short warm-up run (a few steps from a copy of the start: compilation, Numba's
-cache load, JAX's trace and XLA compile, torch's first calls) is timed on its own as
-"first" and left out; then the full run is timed once. For JAX the number of steps is a
-traced argument, so the warm-up compiles the very program that the full run executes.
+process a short warm-up run (10 full-batch steps or 1 epoch of mini-batches, from a copy
+of the start: compilation, Numba's cache load, JAX's trace and XLA compile, torch's first
+calls) is timed on its own as "first" and left out; then the full run is timed once. For
+JAX the number of steps (epochs) is a traced argument, and the warm-up is given the full
+run's orders, so the warm-up compiles the very program that the full run executes.
 
-Every system's final parameters are converted to float64 and its final E and (digits)
-test accuracy computed the same way, with loopbp's einsum reference in float64. The
-table gives their relative differences from the NumPy system's, which show that the
-systems trained the same thing; the last line of each table is loopbp's speed against
-the fastest of NumPy, PyTorch and JAX (above 1: loopbp is faster).
+Every system's final parameters are converted to float64 and its final E (over the whole
+training set) and test accuracy (the digits examples) computed the same way, with loopbp's
+einsum reference in float64. The table gives their relative differences from the NumPy
+system's, which show that the systems trained the same thing, in the same order (a float64
+table then says whether every final E is within 1e-8 of NumPy's, relative); the last
+line of each table is loopbp's speed against the fastest of NumPy, PyTorch and JAX (above
+1: loopbp is faster).
 
 PyTorch and JAX are optional: a system that is not installed is left out of the table.
 """
@@ -60,9 +86,18 @@ from peers import _vector_path  # noqa: E402  (benchmarks/peers.py: the header's
 
 SYSTEMS = ["numpy", "torch", "jax", "loopbp"]
 PEERS = ["numpy", "torch", "jax"]
-EXAMPLES = ["sine", "digits"]
-#: Steps of the untimed-in-the-table warm-up run ("first").
+EXAMPLES = ["sine", "digits", "digits30", "mnist-batch32"]
+#: Steps of the untimed-in-the-table warm-up run ("first"), full batch.
 WARMUP_STEPS = 10
+#: Epochs of the warm-up run with mini-batches (each epoch is many steps).
+WARMUP_EPOCHS = 1
+#: float64 runs: how close (relative) every system's final E should be to NumPy's.
+E_AGREEMENT = 1e-8
+#: "mnist-batch32": the network, the mini-batch size, the learning rate and the epochs.
+MNIST_SIZES = (784, 128, 10)
+MNIST_BATCH = 32
+MNIST_LEARNING_RATE = 0.02
+MNIST_EPOCHS = 100
 
 
 # --- the examples, as loopbp.examples builds them ---------------------------------------
@@ -77,26 +112,48 @@ def _defaults(function):
     }
 
 
+def upscale(X):
+    """8 x 8 digits (64 x m, one per column) as MNIST-sized 28 x 28 images (784 x m).
+
+    Each pixel becomes a 3 x 3 block (24 x 24), padded with 2 zero pixels on each side.
+    """
+    images = X.T.reshape(-1, 8, 8)
+    images = np.kron(images, np.ones((1, 3, 3)))
+    images = np.pad(images, ((0, 0), (2, 2), (2, 2)))
+    return np.ascontiguousarray(images.reshape(len(images), 28 * 28).T)
+
+
 def example(name):
-    """The example's data, sizes, activations, learning rate, steps and seed.
+    """The example's data, sizes, activations, learning rate, epochs, batch size and seed.
 
     Returns a dict: X, Y (float64, one sample per column), X_test and labels_test (digits
-    only, else None), sizes, activations, learning_rate, steps and seed, each as
+    examples only, else None), sizes, activations, learning_rate, steps (epochs: for a full
+    batch, one step each), batch_size (None: full batch) and seed, each as
     ``loopbp.examples.train_<name>`` takes it.
     """
     from loopbp import examples
 
-    # Both examples' bodies use sigmoid hidden layers and an identity output.
+    # Every example's body uses sigmoid hidden layers and an identity output.
     activations = ("sigmoid", "identity")
+    batch_size = None
     if name == "sine":
         defaults = _defaults(examples.train_sine)
         X, Y = examples.sine_data()
         X_test = labels_test = None
         sizes = tuple(examples.SINE_SIZES)
-    elif name == "digits":
+    elif name in ("digits", "digits30"):
         defaults = _defaults(examples.train_digits)
+        if name == "digits30":
+            defaults["hidden"] = 30
         X, Y, X_test, labels_test = examples.digits_data(defaults["seed"])
         sizes = (64, defaults["hidden"], 10)
+    elif name == "mnist-batch32":
+        defaults = _defaults(examples.train_digits)
+        defaults.update(learning_rate=MNIST_LEARNING_RATE, epochs=MNIST_EPOCHS)
+        X, Y, X_test, labels_test = examples.digits_data(defaults["seed"])
+        X, X_test = upscale(X), upscale(X_test)
+        sizes = MNIST_SIZES
+        batch_size = MNIST_BATCH
     else:
         raise ValueError(f"example must be one of {', '.join(EXAMPLES)}, got {name!r}")
     return {
@@ -108,6 +165,7 @@ def example(name):
         "activations": activations,
         "learning_rate": defaults["learning_rate"],
         "steps": defaults["epochs"],
+        "batch_size": batch_size,
         "seed": defaults["seed"],
     }
 
@@ -120,65 +178,120 @@ def start(case, dtype):
     return [w.copy() for w in net.W], [v.copy() for v in net.b]
 
 
-# --- the systems: each a function train(W, b, steps) -> final (W, b) as NumPy ---------------
+def batch_orders(seed, m, epochs):
+    """The (epochs, m) sample orders of ``Network.fit``'s mini-batch epochs, for a network of `seed`.
+
+    loopbp's own generator, as ``training.Trainer`` drives it: seeded once per fit from
+    the network's seed, then one Fisher-Yates shuffle of the same order array per epoch.
+    """
+    from loopbp import training_loop
+
+    state = training_loop.shuffle_state(seed)
+    order = np.arange(m, dtype=np.int64)
+    orders = np.empty((epochs, m), np.int64)
+    for epoch in range(epochs):
+        training_loop.shuffle(order, state)
+        orders[epoch] = order
+    return orders
 
 
-def _numpy_trainer(X, Y, acts, alpha):
+def _batches(m, batch_size):
+    """The (start, stop) of each batch of an epoch: runs of batch_size, the last smaller."""
+    return [(start, min(start + batch_size, m)) for start in range(0, m, batch_size)]
+
+
+# --- the systems: each a function train(W, b, steps, orders) -> final (W, b) as NumPy ---------
+#
+# `steps` is the number of epochs (full batch: one step each); `orders` is None for a full
+# batch, else batch_orders(...) of at least `steps` rows, row k the order of epoch k.
+
+
+def _numpy_trainer(X, Y, acts, alpha, batch_size, seed):
     m = X.shape[1]
+    L = len(acts)
+    for g in acts:
+        if g not in ("sigmoid", "identity"):
+            raise ValueError(f"the NumPy loop knows sigmoid and identity only, got {g!r}")
+    # One sample per row, so that a batch is a gather of contiguous rows.
+    Xs, Ys = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
 
-    def train(W, b, steps):
+    def step(W, b, X, Y):
+        n = X.shape[1]
+        A = [X]
+        for w, v, g in zip(W, b, acts):
+            Z = w @ A[-1] + v[:, None]
+            if g == "sigmoid":
+                # exp(-Z) overflows to inf for very negative Z, and 1 / inf is the right 0.
+                with np.errstate(over="ignore"):
+                    Z = 1 / (1 + np.exp(-Z))
+            A.append(Z)
+        dA = (A[L] - Y) / n
+        for l in range(L, 0, -1):
+            dZ = dA * (A[l] * (1 - A[l])) if acts[l - 1] == "sigmoid" else dA
+            if l > 1:
+                dA = W[l - 1].T @ dZ
+            W[l - 1] -= alpha * (dZ @ A[l - 1].T)
+            b[l - 1] -= alpha * dZ.sum(axis=1)
+
+    def train(W, b, steps, orders):
         W = [w.copy() for w in W]
         b = [v.copy() for v in b]
-        L = len(W)
-        for _ in range(steps):
-            A = [X]
-            for w, v, g in zip(W, b, acts):
-                Z = w @ A[-1] + v[:, None]
-                if g == "sigmoid":
-                    # exp(-Z) overflows to inf for very negative Z, and 1 / inf is the right 0.
-                    with np.errstate(over="ignore"):
-                        Z = 1 / (1 + np.exp(-Z))
-                elif g != "identity":
-                    raise ValueError(f"the NumPy loop knows sigmoid and identity only, got {g!r}")
-                A.append(Z)
-            dA = (A[L] - Y) / m
-            for l in range(L, 0, -1):
-                dZ = dA * (A[l] * (1 - A[l])) if acts[l - 1] == "sigmoid" else dA
-                if l > 1:
-                    dA = W[l - 1].T @ dZ
-                W[l - 1] -= alpha * (dZ @ A[l - 1].T)
-                b[l - 1] -= alpha * dZ.sum(axis=1)
+        if orders is None:
+            for _ in range(steps):
+                step(W, b, X, Y)
+            return W, b
+        batches = _batches(m, batch_size)
+        for epoch in range(steps):
+            order = orders[epoch]
+            for start, stop in batches:
+                rows = order[start:stop]
+                step(W, b, Xs[rows].T, Ys[rows].T)
         return W, b
 
     return train
 
 
-def _torch_trainer(X, Y, acts, alpha):
+def _torch_trainer(X, Y, acts, alpha, batch_size, seed):
     import torch
 
     functions = {"identity": lambda z: z, "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
     Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    # One sample per row, so that a batch is a gather of contiguous rows.
+    Xs, Ys = torch.from_numpy(np.ascontiguousarray(X.T)), torch.from_numpy(np.ascontiguousarray(Y.T))
     m = X.shape[1]
 
-    def train(W, b, steps):
+    def error(Wt, bt, X, Y):
+        A = X
+        for w, v, g in zip(Wt, bt, acts):
+            A = functions[g](w @ A + v[:, None])
+        # E = 1/(2m) sum (A - Y)^2: MSELoss would divide by m n^L and drop the 1/2.
+        return ((A - Y) ** 2).sum() / (2 * X.shape[1])
+
+    def train(W, b, steps, orders):
         Wt = [torch.from_numpy(w.copy()).requires_grad_() for w in W]
         bt = [torch.from_numpy(v.copy()).requires_grad_() for v in b]
         optimizer = torch.optim.SGD(Wt + bt, lr=alpha)
-        for _ in range(steps):
-            optimizer.zero_grad()
-            A = Xt
-            for w, v, g in zip(Wt, bt, acts):
-                A = functions[g](w @ A + v[:, None])
-            # E = 1/(2m) sum (A - Y)^2: MSELoss would divide by m n^L and drop the 1/2.
-            E = ((A - Yt) ** 2).sum() / (2 * m)
-            E.backward()
-            optimizer.step()
+        if orders is None:
+            for _ in range(steps):
+                optimizer.zero_grad()
+                error(Wt, bt, Xt, Yt).backward()
+                optimizer.step()
+        else:
+            orders = torch.from_numpy(orders)  # no copy
+            batches = _batches(m, batch_size)
+            for epoch in range(steps):
+                order = orders[epoch]
+                for start, stop in batches:
+                    rows = order[start:stop]
+                    optimizer.zero_grad()
+                    error(Wt, bt, Xs[rows].T, Ys[rows].T).backward()
+                    optimizer.step()
         return [w.detach().numpy().copy() for w in Wt], [v.detach().numpy().copy() for v in bt]
 
     return train
 
 
-def _jax_trainer(X, Y, acts, alpha):
+def _jax_trainer(X, Y, acts, alpha, batch_size, seed):
     import jax
 
     # Before any array is made: float64 arrays need x64 mode.
@@ -187,39 +300,69 @@ def _jax_trainer(X, Y, acts, alpha):
 
     functions = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}
     Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
+    # One sample per row, so that a batch is a gather of contiguous rows.
+    Xs, Ys = jnp.asarray(np.ascontiguousarray(X.T)), jnp.asarray(np.ascontiguousarray(Y.T))
     m = X.shape[1]
 
     def error(params, X, Y):
         A = X
         for (w, v), g in zip(params, acts):
             A = functions[g](w @ A + v[:, None])
-        return jnp.sum((A - Y) ** 2) / (2 * m)
+        # The batch's own m: a static shape.
+        return jnp.sum((A - Y) ** 2) / (2 * X.shape[1])
 
-    value_and_grad = jax.value_and_grad(error)
+    grad = jax.grad(error)
+
+    def update(params, X, Y):
+        return jax.tree_util.tree_map(lambda p, d: p - alpha * d, params, grad(params, X, Y))
 
     @jax.jit
     def run(params, X, Y, steps):
-        def step(_, params):
-            _E, grads = value_and_grad(params, X, Y)
-            return jax.tree_util.tree_map(lambda p, d: p - alpha * d, params, grads)
+        return jax.lax.fori_loop(0, steps, lambda _, params: update(params, X, Y), params)
 
-        return jax.lax.fori_loop(0, steps, step, params)
+    # Mini-batches: the epoch's full batches, then the smaller last one (if any).
+    full = m // batch_size * batch_size if batch_size else m
 
-    def train(W, b, steps):
+    def batch_step(params, rows):
+        return update(params, Xs[rows].T, Ys[rows].T), None
+
+    def epoch_step(epoch, params, orders):
+        order = orders[epoch]
+        params, _ = jax.lax.scan(batch_step, params, order[:full].reshape(-1, batch_size))
+        if full < m:
+            params, _ = batch_step(params, order[full:])
+        return params
+
+    @jax.jit
+    def run_batches(params, orders, steps):
+        return jax.lax.fori_loop(0, steps, lambda epoch, params: epoch_step(epoch, params, orders), params)
+
+    def train(W, b, steps, orders):
         params = [(jnp.asarray(w), jnp.asarray(v)) for w, v in zip(W, b)]
-        # steps is traced, not static: the warm-up compiles the full run's program.
-        params = jax.block_until_ready(run(params, Xj, Yj, jnp.asarray(steps, jnp.int32)))
+        # steps is traced, not static, and the orders are the full run's: the warm-up
+        # compiles the full run's program.
+        steps = jnp.asarray(steps, jnp.int32)
+        if orders is None:
+            params = run(params, Xj, Yj, steps)
+        else:
+            params = run_batches(params, jnp.asarray(orders), steps)
+        params = jax.block_until_ready(params)
         return [np.asarray(w) for w, _ in params], [np.asarray(v) for _, v in params]
 
     return train
 
 
-def _loopbp_trainer(X, Y, acts, alpha):
+def _loopbp_trainer(X, Y, acts, alpha, batch_size, seed):
     import loopbp
 
-    def train(W, b, steps):
-        net = loopbp.Network.from_parameters(W, b, acts)
-        net.fit(X, Y, learning_rate=alpha, epochs=steps, progress=False)
+    def train(W, b, steps, orders):
+        # A network of the example's seed, which seeds fit's shuffles (batch_orders draws
+        # the same orders for the peers), holding the start.
+        sizes = [W[0].shape[1]] + [w.shape[0] for w in W]
+        net = loopbp.Network(sizes, acts, dtype=X.dtype, seed=seed)
+        for target, source in zip(net.W + net.b, W + b):
+            target[...] = source
+        net.fit(X, Y, learning_rate=alpha, epochs=steps, batch_size=batch_size, progress=False)
         return [w.copy() for w in net.W], [v.copy() for v in net.b]
 
     return train
@@ -241,18 +384,23 @@ def worker(system, name, dtype, steps, theta_path):
     import loopbp
 
     case = example(name)
-    acts = case["activations"]
+    acts, batch_size = case["activations"], case["batch_size"]
     X, Y = case["X"].astype(dtype), case["Y"].astype(dtype)
+    m = X.shape[1]
     W0, b0 = start(case, dtype)
-    train = TRAINERS[system](X, Y, acts, case["learning_rate"])
+    train = TRAINERS[system](X, Y, acts, case["learning_rate"], batch_size, case["seed"])
+    # Every epoch's sample order, drawn before (and not in) the timed runs: the warm-up
+    # takes the first epochs' orders, the full run all of them, as each fit restarts
+    # loopbp's generator from the network's seed.
+    orders = batch_orders(case["seed"], m, steps) if batch_size else None
 
-    warmup = min(WARMUP_STEPS, steps)
+    warmup = min(WARMUP_EPOCHS if batch_size else WARMUP_STEPS, steps)
     begin = time.perf_counter()
-    train(W0, b0, warmup)
+    train(W0, b0, warmup, orders)
     first = time.perf_counter() - begin
 
     begin = time.perf_counter()
-    W, b = train(W0, b0, steps)
+    W, b = train(W0, b0, steps, orders)
     seconds = time.perf_counter() - begin
 
     # The same evaluation for every system: float64 parameters, float64 data, einsum.
@@ -264,13 +412,15 @@ def worker(system, name, dtype, steps, theta_path):
         output = loopbp.forward(W64, b64, case["X_test"], acts, backend="einsum")
         accuracy = float(np.mean(output.argmax(axis=0) == case["labels_test"]))
     np.save(theta_path, flat(W, b))
+    steps_per_epoch = len(_batches(m, batch_size)) if batch_size else 1
     print(
         json.dumps(
             {
                 "seconds": seconds,
-                "steps_per_second": steps / seconds,
+                "epochs_per_second": steps / seconds,
+                "steps_per_second": steps * steps_per_epoch / seconds,
                 "first": first,
-                "warmup_steps": warmup,
+                "warmup_epochs": warmup,
                 "E": E,
                 "accuracy": accuracy,
             }
@@ -298,18 +448,22 @@ def _steps(default, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--examples", default=",".join(EXAMPLES), help="comma-separated (default: sine,digits)"
+        "--examples",
+        default=",".join(EXAMPLES),
+        help=f"comma-separated (default: {','.join(EXAMPLES)})",
     )
     parser.add_argument("--dtypes", default="float64", help="comma-separated (default: float64)")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument(
-        "--steps", type=int, help="gradient steps for every example (default: each example's own)"
+        "--steps",
+        type=int,
+        help="epochs (full batch: gradient steps) for every example (default: each example's own)",
     )
     parser.add_argument(
         "--steps-scale",
         type=float,
         default=1.0,
-        help="multiply each example's own steps by this, for quick checks (default: 1)",
+        help="multiply each example's own epochs by this, for quick checks (default: 1)",
     )
     parser.add_argument(
         "--rounds",
@@ -363,7 +517,14 @@ def main(argv=None):
                 results = {system: _median_run(rounds) for system, rounds in runs.items()}
                 _compare(results)
                 tables.append(
-                    {"example": name, "dtype": dtype, "steps": steps, "case": case, "results": results}
+                    {
+                        "example": name,
+                        "dtype": dtype,
+                        "steps": steps,
+                        "batch_size": case["batch_size"],
+                        "case": case,
+                        "results": results,
+                    }
                 )
 
     if args.json:
@@ -376,7 +537,8 @@ def main(argv=None):
     rounds = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
     print(
         f"loopbp training peers, {datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores, "
-        f"{_vector_path()}, one timed run per system after a {WARMUP_STEPS}-step warm-up{rounds}, "
+        f"{_vector_path()}, one timed run per system after a {WARMUP_STEPS}-step warm-up "
+        f"({WARMUP_EPOCHS}-epoch with mini-batches){rounds}, "
         "each system in its own process"
     )
     for table in tables:
@@ -406,10 +568,17 @@ def _compare(results):
 def _print_table(table):
     case, results, steps = table["case"], table["results"], table["steps"]
     sizes = "-".join(str(n) for n in case["sizes"])
-    own = "" if steps == case["steps"] else f" (shortened from {case['steps']})"
+    own = "" if steps == case["steps"] else f" (changed from {case['steps']})"
+    m, batch_size = case["X"].shape[1], case["batch_size"]
+    if batch_size:
+        batches = len(_batches(m, batch_size))
+        last = m - (batches - 1) * batch_size
+        run = f"{steps} epochs{own} of {batches} mini-batches of {batch_size} (the last of {last})"
+    else:
+        run = f"{steps} full-batch steps{own}"
     print(
         f"\n{table['example']} {table['dtype']}: {sizes} {'/'.join(case['activations'])}, "
-        f"m = {case['X'].shape[1]}, learning rate {case['learning_rate']}, {steps} steps{own}"
+        f"m = {m}, learning rate {case['learning_rate']}, {run}"
     )
     digits = case["X_test"] is not None
     header = f"{'system':<8} {'wall':>9} {'steps/s':>9} {'final E':>12}"
@@ -430,6 +599,12 @@ def _print_table(table):
         fastest = min(peers, key=peers.get)
         ratio = peers[fastest] / results["loopbp"]["seconds"]
         print(f"loopbp vs fastest peer ({fastest}): {ratio:.2f}x")
+    if table["dtype"] == "float64" and "numpy" in results:
+        apart = {s: r["E_diff"] for s, r in results.items() if not r["E_diff"] <= E_AGREEMENT}
+        verdict = (
+            "every system" if not apart else "not " + ", ".join(f"{s} ({d:.1e})" for s, d in apart.items())
+        )
+        print(f"final E within {E_AGREEMENT:.0e} (relative) of numpy's: {verdict}")
 
 
 def _difference(value):
