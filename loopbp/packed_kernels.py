@@ -63,8 +63,8 @@ NC = 512
 #: (W^(l+1))^T) where it lies instead of packing it: each value of P then meets so few
 #: columns that packing it (a read and a write) costs as much as its multiply-adds.
 #: Measured on one thread of an AMD EPYC (Zen 3, AVX2), P of 128 x 784, 256 x 256,
-#: 200 x 200 and 64 x 512: in place took 0.35 to 0.8 of the packed time at 2 to 16
-#: panels, about the same at 32, and up to 1.2 times as long at 64 in float64.
+#: 200 x 200 and 64 x 512: in place took 0.35 to 1.07 of the packed time (0.7 at the
+#: median) at 1 to 16 panels, 0.8 to 1.0 at 32, and up to 1.2 times as long at 64.
 IN_PLACE_PANELS = 32
 
 
