@@ -194,7 +194,7 @@ def gradient(
             # The thin path: everything is already what the kernels take, and they check
             # finiteness; on a non-finite input, the full checks name it.
             E, grad = loops.gradient(
-                layout.pack(W, b), X, Y, lambda X, Y: _validated(W, b, X, Y, activations, backend)
+                None, X, Y, lambda X, Y: _validated(W, b, X, Y, activations, backend), parameters=(W, b)
             )
             dW, db = loops.unpack(grad)
             return E, dW, db

@@ -193,8 +193,10 @@ def _pack_panel(P, mr, t, panels, row_sums):
 
 
 @njit(cache=True)
-def _columns_block(tile, panels, n_p, p_steps, Q, C, block, n_blocks, scratch, slot):
-    """C[:, q0:q1] = P Q[:, q0:q1] for the columns of `block` (of `n_blocks`, `_block_columns`).
+def _columns_block(tile, panels, rows, p_steps, Q, C, block, n_blocks, scratch, slot):
+    """C[p0:p1, q0:q1] = P Q[:, q0:q1] for the columns of `block` (of `n_blocks`, `_block_columns`).
+
+    `rows` = (p0, p1), p0 a multiple of MR: the rows of C that this call computes.
 
     P (n_p x K) comes packed in `panels` (`pack_rows`) when `p_steps` is (0, 0, 0), else
     lies in `panels` as it is, P[p, k] = panels[start + k k_step + p p_step] for
@@ -216,7 +218,7 @@ def _columns_block(tile, panels, n_p, p_steps, Q, C, block, n_blocks, scratch, s
         k0 = chunk * K // n_chunks
         kn = (chunk + 1) * K // n_chunks - k0
         _pack_panels(Q[k0 : k0 + kn, q0 : q0 + qn], nr, q_block)
-        for p0 in range(0, n_p, mr):
+        for p0 in range(rows[0], rows[1], mr):
             for u in range(q_panels):
                 col = q0 + u * nr
                 if p_steps[1] == 0:
@@ -230,7 +232,7 @@ def _columns_block(tile, panels, n_p, p_steps, Q, C, block, n_blocks, scratch, s
                         C,
                         p0,
                         col,
-                        min(mr, n_p - p0),
+                        min(mr, rows[1] - p0),
                         min(nr, q0 + qn - col),
                         k0 > 0,
                     )
@@ -247,13 +249,13 @@ def _columns_block(tile, panels, n_p, p_steps, Q, C, block, n_blocks, scratch, s
                         C,
                         p0,
                         col,
-                        min(mr, n_p - p0),
+                        min(mr, rows[1] - p0),
                         min(nr, q0 + qn - col),
                         k0 > 0,
                     )
     if K == 0:
         # No k at all: the sum is empty.
-        for p in range(n_p):
+        for p in range(rows[0], rows[1]):
             for s in range(qn):
                 C[p, q0 + s] = 0
 
@@ -291,19 +293,19 @@ TIMES_G_PRIME = np.int64(2)  # dE/dZ: C_ic *= g'(Z_ic), written with A_ic = g(Z_
 
 @njit(cache=True)
 def _contraction_block(
-    tile, panels, n_p, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, slot
+    tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, slot
 ):
-    # One block of columns of `_contraction`, then its epilogue while it is in cache.
-    _columns_block(tile, panels, n_p, p_steps, Q, C, block, n_blocks, scratch, slot)
+    # One block of rows and columns of `_contraction`, then its epilogue while it is in cache.
+    _columns_block(tile, panels, rows, p_steps, Q, C, block, n_blocks, scratch, slot)
     c0, c1 = _block_columns(tile, C.shape[1], block, n_blocks)
     if epilogue == BIAS_AND_G:
-        for i in range(n_p):
+        for i in range(rows[0], rows[1]):
             row = C[i, c0:c1]
             for s in range(c1 - c0):
                 row[s] += b[i]
             activate_row(code, row)
     elif epilogue == TIMES_G_PRIME:
-        for i in range(n_p):
+        for i in range(rows[0], rows[1]):
             multiply_by_derivative_row(code, A[i, c0:c1], C[i, c0:c1])
 
 
@@ -324,12 +326,17 @@ def _contraction(tile, panels, n_p, p_steps, Q, C, epilogue, b, code, A, scratch
         raise ValueError("C's rows must be contiguous: the micro-kernel writes them as vectors")
     n_blocks = _block_count(tile, C.shape[1], threads)
     if threads > 1:
-        for block in prange(n_blocks):
+        # Fewer blocks of columns than threads (a mini-batch's m, or dE/dW^l of a narrow
+        # input): the rows are cut into parts as well, whole panels of MR each, so that
+        # every thread has work. Each element of C is still one sum, in the same order.
+        parts = _row_parts(tile, n_p, n_blocks, threads)
+        for item in prange(n_blocks * parts):
+            block, part = np.int64(item) // parts, np.int64(item) % parts
             # prange's index is unsigned; as int64 it shares the serial branch's compiled block.
             _contraction_block(
                 tile,
                 panels,
-                n_p,
+                _part_rows(tile, n_p, part, parts),
                 p_steps,
                 Q,
                 C,
@@ -337,17 +344,37 @@ def _contraction(tile, panels, n_p, p_steps, Q, C, epilogue, b, code, A, scratch
                 b,
                 code,
                 A,
-                np.int64(block),
+                block,
                 n_blocks,
                 scratch,
                 get_thread_id(),
             )
     else:
+        rows = (np.int64(0), np.int64(n_p))
         for block in range(n_blocks):
             # np.int64(0), not 0: a literal 0 would compile every block function again.
             _contraction_block(
-                tile, panels, n_p, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, np.int64(0)
+                tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, np.int64(0)
             )
+
+
+@njit(cache=True)
+def _row_parts(tile, n_p, n_blocks, threads):
+    """Into how many parts the rows are cut: enough that blocks x parts >= threads."""
+    mr = simd.tile_shape(tile)[0]
+    if n_blocks >= threads:
+        return np.int64(1)
+    return np.int64(max(1, min((threads + n_blocks - 1) // n_blocks, (n_p + mr - 1) // mr)))
+
+
+@njit(cache=True)
+def _part_rows(tile, n_p, part, parts):
+    """Rows (p0, p1) of `part` of `parts`: whole panels of MR, as evenly shared as they can be."""
+    mr = simd.tile_shape(tile)[0]
+    panels = (n_p + mr - 1) // mr
+    return np.int64(min(n_p, part * panels // parts * mr)), np.int64(
+        min(n_p, (part + 1) * panels // parts * mr)
+    )
 
 
 # The three public kernels are inlined into their callers (in Numba's IR, before typing):

@@ -160,10 +160,10 @@ def steps_of(sizes, m: int, dtype, tile=HOST, threads: int | None = None) -> lis
             if kernel == "packed" and c != WEIGHTS and -(-columns // nr) <= packed_kernels.IN_PLACE_PANELS:
                 why += ", W read in place"
         work = rows * depth * columns
-        # The packed kernels share out blocks of columns, the streaming ones blocks of
-        # samples (forward, dE/dA) or of rows (dE/dW).
+        # The packed kernels share out panels of columns and of rows, the streaming ones
+        # blocks of samples (forward, dE/dA) or of rows (dE/dW).
         if kernel == "packed" and tile is not None:
-            pieces = -(-columns // tile.shape[1])
+            pieces = -(-columns // tile.shape[1]) * -(-rows // tile.shape[0])
         elif c == WEIGHTS:
             pieces = -(-rows // narrow_kernels.ROWS)
         else:
