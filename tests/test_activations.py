@@ -123,7 +123,7 @@ def test_float32_kernels_do_no_float64_arithmetic():
         "_columns_block": (
             simd.tile(f32, "avx512"),
             np.ones(packed_kernels.panels_length(simd.tile(f32, "avx512"), 3, 2), f32),
-            3,
+            (np.int64(0), np.int64(3)),  # the rows p0, p1
             # (start, k step, p step): packed; the in-place branch is compiled all the same.
             (np.int64(0), np.int64(0), np.int64(0)),
             A_prev,
