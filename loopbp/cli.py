@@ -290,7 +290,7 @@ def _map_title(result: Comparison) -> str:
         f"loopbp compare --sweep {MAP}: sizes {_pattern(result.sizes)}, {result.dtype}, "
         f"{datetime.date.today().isoformat()}\n"
         f"{_cpu_model()}, loops' vector path {simd.PATH}\n"
-        f"cells: the time of the fastest of {others} over the loops' (> 1: loops faster); black line: 1"
+        f"cells: fastest of {others} / loops (> 1: loops faster); black line: 1"
     )
 
 

@@ -16,7 +16,7 @@ from . import passes
 from .layout import matrix
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc"})
 def descend(theta, grad, alpha):
     r"""One step theta <- theta - alpha grad E, in place, if every new value is finite.
 
@@ -26,9 +26,16 @@ def descend(theta, grad, alpha):
     finite: one pass checks the step (a non-finite gradient makes a non-finite step), a
     second writes it, so no copy of theta is needed to undo a diverging step.
     """
+    # The check as a sum of (theta_k - alpha grad_k) * 0, as in ``passes.all_finite``: a
+    # sum vectorises (``reassoc`` reorders only it), a test per value that stops at the
+    # first failure does not, and for the 100,000 parameters of a 784-128-10 network it
+    # was a sizeable part of a mini-batch's step. The step itself is written as before.
+    zero = theta.dtype.type(0)
+    s = zero
     for k in range(theta.shape[0]):
-        if not np.isfinite(theta[k] - alpha * grad[k]):
-            return False
+        s += (theta[k] - alpha * grad[k]) * zero
+    if not np.isfinite(s):
+        return False
     for k in range(theta.shape[0]):
         theta[k] -= alpha * grad[k]
     return True
