@@ -428,7 +428,7 @@ def test_compare_map_title_names_the_sizes_dtype_date_cpu_and_vector_path(map_ti
     assert title.startswith("loopbp compare --sweep width,m: sizes 3,W,W,2, float32, ")
     assert datetime.date.today().isoformat() in title
     assert f"Test CPU 9000, loops' vector path {simd.PATH}" in title
-    assert "fastest of einsum, numpy over the loops'" in title
+    assert "fastest of einsum, numpy / loops" in title
     assert cli._cpu_model().strip()
 
 
