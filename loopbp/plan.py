@@ -123,22 +123,12 @@ def make(sizes, m: int, dtype, tile=HOST, threads: int | None = None) -> np.ndar
         The threads that a parallel contraction would get (Numba's count by default); with
         1, no contraction is marked parallel.
     """
-    rows = _rows(sizes, m, dtype, tile, threads)
-    return np.array([[[KERNELS.index(s.kernel), s.parallel] for s in row] for row in rows], np.int64)
-
-
-def _rows(sizes, m, dtype, tile, threads):
-    sizes = [int(n) for n in sizes]
-    steps = steps_of(sizes, m, dtype, tile, threads)
     L = len(sizes) - 1
-    rows = [[None, None, None] for _ in range(L)]
-    for s in steps:
-        rows[s.layer - 1][CONTRACTIONS.index(s.contraction)] = s
-    for row in rows:
-        # Layer 1 has no dE/dA^0: a placeholder that is never read.
-        if row[DELTA] is None:
-            row[DELTA] = Step(1, CONTRACTIONS[DELTA], (0, 0, 0), "packed", False, "")
-    return rows
+    # Layer 1 has no dE/dA^0: its entry stays (packed, 1 thread) and is never read.
+    plan = np.zeros((L, 3, 2), np.int64)
+    for s in steps_of(sizes, m, dtype, tile, threads):
+        plan[s.layer - 1, CONTRACTIONS.index(s.contraction)] = KERNELS.index(s.kernel), s.parallel
+    return plan
 
 
 def steps_of(sizes, m: int, dtype, tile=HOST, threads: int | None = None) -> list[Step]:

@@ -421,25 +421,14 @@ def _block_codegen(width, rows, dtype, strided):
         builder.cbranch(whole, plain_block, masked_block)
 
         builder.position_at_end(plain_block)
-        with builder.if_else(acc_v) as (add_old, overwrite):
-            with add_old:
-                for p in range(rows):
-                    start = builder.add(
-                        builder.mul(builder.add(row_v, ir.Constant(intp, p)), row_stride), col_v
-                    )
-                    for v in range(VECTORS):
-                        address = vector_at(c_array.data, builder.add(start, ir.Constant(intp, v * width)))
-                        old = builder.load(address, align=align)
-                        builder.store(builder.fadd(old, sums[p][v]), address, align=align)
-            with overwrite:
-                for p in range(rows):
-                    start = builder.add(
-                        builder.mul(builder.add(row_v, ir.Constant(intp, p)), row_stride), col_v
-                    )
-                    for v in range(VECTORS):
-                        address = vector_at(c_array.data, builder.add(start, ir.Constant(intp, v * width)))
-                        # 0 + s, as the masked path adds the sums to zeros: -0.0 becomes +0.0 alike.
-                        builder.store(builder.fadd(zero, sums[p][v]), address, align=align)
+        for p in range(rows):
+            start = builder.add(builder.mul(builder.add(row_v, ir.Constant(intp, p)), row_stride), col_v)
+            for v in range(VECTORS):
+                address = vector_at(c_array.data, builder.add(start, ir.Constant(intp, v * width)))
+                # Without `accumulate` the sums are added to zeros, as in the masked path
+                # (-0.0 becomes +0.0 alike); the load is inside C either way.
+                old = builder.select(acc_v, builder.load(address, align=align), zero)
+                builder.store(builder.fadd(old, sums[p][v]), address, align=align)
         builder.branch(written)
 
         builder.position_at_end(masked_block)
