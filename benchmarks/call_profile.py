@@ -8,7 +8,7 @@ Usage::
 Each line times one layer of a call, in this process, after a first call that compiles or
 loads it, as the median of 7 samples of many calls:
 
-- the kernels alone: ``passes.checked_gradient`` called 1,000 times from a compiled loop, so
+- the kernels alone: ``driver.run`` (a checked gradient) called 1,000 times from a compiled loop, so
   that no Python and no Numba dispatch is counted; then the forward pass alone, and sigmoid
   alone on as many values as the network's sigmoid layers hold;
 - the same kernel called from Python (the difference is Numba's dispatch of its arguments);
@@ -33,26 +33,16 @@ sys.path.insert(0, HERE)
 import common  # noqa: E402  (benchmarks/common.py: the seeded reference cases)
 
 import loopbp  # noqa: E402
-from loopbp import engine, passes  # noqa: E402
+from loopbp import driver, engine  # noqa: E402
 from loopbp.activations import activate_row, activation_code  # noqa: E402
 
 REPEAT = 1_000
 
 
 @njit
-def _gradients(
-    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, repeat
-):
+def _runs(mode, args, unused, repeat):
     for _ in range(repeat):
-        passes.checked_gradient(
-            theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, 1
-        )
-
-
-@njit
-def _forwards(theta, sizes, codes, X, activations, scratch, tile, narrow, plan, repeat):
-    for _ in range(repeat):
-        passes.forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, plan, 1)
+        driver.run(mode, *args, *unused, 1)
 
 
 @njit
@@ -82,24 +72,16 @@ def main(argv=None):
     net = loopbp.Network.from_parameters(W, b, acts)
     work = engine.Workspace(net.sizes, m, net.dtype)
     grad = np.empty_like(net.theta)
-    shared = (net.theta, net.engine.sizes_array, net.engine.codes, X)
-    buffers = (grad, work.activations, work.deltas, work.scratch, work.squares, work.tile, work.narrow)
+    run_args = (net.theta, net.engine.sizes_array, net.engine.codes, X, Y, grad, *work.buffers())
+    unused = driver.unused_training_arguments(net.dtype)
     calls = max(1, int(2e-3 / max(common.gflop(sizes, m) / 50, 1e-9)))  # about 2 ms a sample at 50 GFLOP/s
 
-    kernels = _per_call(lambda: _gradients(*shared, Y, *buffers, REPEAT), 3) / REPEAT
-    forward = (
-        _per_call(
-            lambda: _forwards(
-                *shared, work.activations, work.scratch, work.tile, work.narrow, work.plan, REPEAT
-            ),
-            3,
-        )
-        / REPEAT
-    )
+    kernels = _per_call(lambda: _runs(driver.GRADIENT, run_args, unused, REPEAT), 3) / REPEAT
+    forward = _per_call(lambda: _runs(driver.FORWARD, run_args, unused, REPEAT), 3) / REPEAT
     n_sigmoid = sum(n for n, g in zip(sizes[1:], acts) if g == "sigmoid") * m
     z = np.linspace(-4, 4, max(n_sigmoid, 1)).astype(args.dtype)
     sigmoid = _per_call(lambda: _sigmoids(activation_code("sigmoid"), z, REPEAT), 3) / REPEAT
-    direct = _per_call(lambda: passes.checked_gradient(*shared, Y, *buffers, 1), calls)
+    direct = _per_call(lambda: driver.run(driver.GRADIENT, *run_args, *unused, 1), calls)
     network = _per_call(lambda: net.gradient(X, Y), calls)
     function = _per_call(lambda: loopbp.gradient(W, b, X, Y, acts), calls)
     epochs = max(10, int(0.5 / max(network, 1e-7)))

@@ -8,6 +8,7 @@ The public API:
 - `Network`: sizes, activations and parameters in one object, with the same methods,
   `fit` (gradient descent) and `save`; `load` reads a saved network back.
 - `check_gradient`: the gradient against central finite differences.
+- `warm`: compile the loop kernels ahead of their first call (they are cached).
 - `ACTIVATIONS`: the names of the activation functions.
 - `loopbp.sklearn`: scikit-learn estimators (samples as rows), with the ``sklearn`` extra.
 - `loopbp.examples`: the series' sine and digits examples.
@@ -30,6 +31,7 @@ from .network import Network  # noqa: E402
 from .saving import load  # noqa: E402
 from .training import TrainingDiverged  # noqa: E402
 from .validation import BACKENDS  # noqa: E402
+from .warming import warm  # noqa: E402
 
 try:
     # One place for the version: the installed distribution's metadata (pyproject.toml).
@@ -47,6 +49,7 @@ __all__ = [
     "forward",
     "gradient",
     "load",
+    "warm",
     "__version__",
 ]
 

@@ -112,8 +112,29 @@ def _backends(text: str) -> tuple[str, ...]:
     return names if "einsum" in names else ("einsum", *names)
 
 
+def _choices(text: str, known: tuple[str, ...], what: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(text.split(",")))  # in order, once each
+    for name in names:
+        if name not in known:
+            raise argparse.ArgumentTypeError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+    return names
+
+
+def _dtypes(text: str) -> tuple[str, ...]:
+    return _choices(text, ("float64", "float32"), "dtype")
+
+
+def _kernel_sets(text: str) -> tuple[str, ...]:
+    return _choices(text, ("narrow", "wide"), "kernel set")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loopbp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="loopbp",
+        description="loopbp's command line (also python -m loopbp): compare the loop kernels with the "
+        "other backends, train the series' examples, print a gradient's plan, and manage the cache "
+        "of compiled kernels.",
+    )
     parser.add_argument("--version", action="version", version=f"loopbp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     compare = commands.add_parser(
@@ -217,9 +238,29 @@ def _parser() -> argparse.ArgumentParser:
         "cache", help="where Numba keeps loopbp's compiled kernels; --clear deletes them"
     )
     cache.add_argument("--clear", action="store_true", help="delete this copy of loopbp's cached kernels")
+    cache.add_argument(
+        "--all", action="store_true", help="with --clear: those of every copy of loopbp (every environment)"
+    )
+    warm = commands.add_parser(
+        "warm",
+        help="compile the loop kernels now (they are cached), e.g. in a Docker image or a CI cache step",
+    )
+    warm.add_argument(
+        "--dtype",
+        type=_dtypes,
+        default=("float64", "float32"),
+        help="float64, float32, or both (the default), comma-separated",
+    )
+    warm.add_argument(
+        "--kernels",
+        type=_kernel_sets,
+        default=("narrow", "wide"),
+        help="narrow (networks whose layers are all at most 40 wide), wide (every other network), "
+        "or both (the default), comma-separated",
+    )
     # Each (sub)command's parser records itself, the innermost last, so that main can
     # report an unknown flag with the usage of the command it was given to.
-    for sub in (compare, train, sine, digits, plan, cache):
+    for sub in (compare, train, sine, digits, plan, cache, warm):
         sub.set_defaults(subparser=sub)
     return parser
 
@@ -351,18 +392,16 @@ def _say(message: str, command: str = "compare") -> None:
     print(f"loopbp {command}: {message}", file=sys.stderr, flush=True)
 
 
-#: The cold compile of the loops backend for one dtype, rounded up: the first
-#: Network.gradient in a clean clone's CI run on the project's 2-core machine took 23.5 s.
-COMPILE_SECONDS = 25
-
-
-def _note_compile(dtype: str, command: str, driver: str = "passes.checked_gradient") -> None:
+def _note_compile(dtype: str, command: str, sizes) -> None:
     """Say, before the loop kernels compile for `dtype`, that they will and for how long."""
-    if not numba_cache.is_warm(dtype, driver):
+    from . import warming
+
+    kernels = warming.kernel_set(sizes)
+    if not numba_cache.is_warm(dtype, narrow=kernels == "narrow"):
         _say(
             f"compiling the loop kernels for {dtype} (once after installing or changing loopbp: "
-            f"about {COMPILE_SECONDS} s on 2 cores); later runs load them from the cache "
-            f"(`loopbp cache` says where)",
+            f"about {warming.COMPILE_SECONDS[kernels]} s on 2 cores); later runs load them from the "
+            f"cache (`loopbp cache` says where; `loopbp warm` compiles ahead of time)",
             command,
         )
 
@@ -409,18 +448,18 @@ def compare(args: argparse.Namespace) -> int:
     if not args.json:
         print(_header(args, activations, sweep, points), flush=True)
     if "loops" in backends:
-        _note_compile(args.dtype, "compare")
+        _note_compile(args.dtype, "compare", args.sizes)
     if table:
         _print_table_head()
-    printed = 0
+    printed = []
 
     def backend_done(backend: str, done: Comparison, seconds: float) -> None:
-        nonlocal printed
-        if table:
-            # Rows in table order, each as soon as it and those above it are done.
-            while printed < len(backends) and backends[printed] in done.backends:
-                _print_table_row(backends[printed], done)
-                printed += 1
+        if table and "einsum" in done.backends:
+            # Each row as soon as it is done (its speed-up and difference need einsum's).
+            for name in done.backends:
+                if name not in printed:
+                    _print_table_row(name, done)
+                    printed.append(name)
         elif sweep is not None:
             _say(f"{backend} done: {len(done.points)} sizes in {seconds:.1f} s")
 
@@ -568,7 +607,7 @@ def train(args: argparse.Namespace) -> int:
             f"{args.epochs} epochs, seed {args.seed}, {args.backend} backend{where}",
             flush=True,
         )
-        run, extra = examples.train_sine, {}
+        run, extra, sizes = examples.train_sine, {}, examples.SINE_SIZES
     else:
         print(
             f"loopbp train digits: 64-{args.hidden}-10 sigmoid/identity, one-hot targets, learning rate "
@@ -576,9 +615,9 @@ def train(args: argparse.Namespace) -> int:
             f"{args.backend} backend{where}",
             flush=True,
         )
-        run, extra = examples.train_digits, {"hidden": args.hidden}
+        run, extra, sizes = examples.train_digits, {"hidden": args.hidden}, (64, args.hidden, 10)
     if args.backend == "loops":
-        _note_compile("float64", "train", driver="training_loop.train_epochs")
+        _note_compile("float64", "train", sizes)
     try:
         result = run(
             epochs=args.epochs,
@@ -621,20 +660,55 @@ def show_plan(args: argparse.Namespace) -> int:
 
 
 def cache(args: argparse.Namespace) -> int:
-    """Run ``loopbp cache [--clear]``: where the compiled kernels are, or delete them."""
+    """Run ``loopbp cache [--clear [--all]]``: where the compiled kernels are, or delete them."""
     folder = numba_cache.cache_dir()
     if args.clear:
-        try:
-            removed = numba_cache.clear()
-        except OSError as err:
-            return _error(f"could not remove {folder}: {err}")
-        print(f"removed {removed}" if removed else f"nothing to remove: {folder} holds no kernels")
+        targets = numba_cache.cache_folders() if args.all else [folder]
+        removed = []
+        for target in targets:
+            try:
+                if numba_cache.clear(target):
+                    removed.append(target)
+            except OSError as err:
+                return _error(f"could not remove {target}: {err}")
+        if removed:
+            print("\n".join(f"removed {target}" for target in removed))
+        else:
+            where = "no folder" if args.all else folder
+            print(f"nothing to remove: {where} holds no kernels")
         return 0
     files, size = numba_cache.cache_size(folder)
     if files:
         print(f"{folder}\n{files} files, {size / 2**20:.1f} MiB")
     else:
         print(f"{folder}\n(empty: the kernels compile at their first call)")
+    others = [other for other in numba_cache.cache_folders() if other != folder]
+    if others:
+        print(f"\nother copies of loopbp (other environments or checkouts) keep {len(others)} more:")
+        for other in others:
+            files, size = numba_cache.cache_size(other)
+            print(f"{other}\n{files} files, {size / 2**20:.1f} MiB")
+        print("(loopbp cache --clear --all deletes them all)")
+    return 0
+
+
+def warm_kernels(args: argparse.Namespace) -> int:
+    """Run ``loopbp warm``: compile (or load) the kernel sets for the dtypes, one line each."""
+    from . import warming
+
+    for dtype in args.dtype:
+        for kernels in args.kernels:
+            cached = numba_cache.is_warm(dtype, narrow=kernels == "narrow")
+            if not cached:
+                _say(
+                    f"compiling the {kernels} kernels for {dtype} "
+                    f"(about {warming.COMPILE_SECONDS[kernels]} s on 2 cores)",
+                    "warm",
+                )
+            ((_, _, _, seconds),) = warming.warm((dtype,), (kernels,))
+            how = "already in the cache, loaded" if cached else "compiled"
+            print(f"{kernels} kernels, {dtype}: {how} in {seconds:.1f} s", flush=True)
+    print(f"cache: {numba_cache.cache_dir()}")
     return 0
 
 
@@ -675,10 +749,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         target.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "compare":
         return compare(args)
+    if args.command == "cache" and args.all and not args.clear:
+        return _error("--all goes with --clear: loopbp cache lists every folder already")
     if args.command == "cache":
         return cache(args)
     if args.command == "plan":
         return show_plan(args)
+    if args.command == "warm":
+        return warm_kernels(args)
     return train(args)
 
 

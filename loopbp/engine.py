@@ -10,10 +10,10 @@ kernel profiler (``benchmarks/kernel_profile.py``, through `Engine.kernel_times`
   `WorkspacePool` keeps them between calls, so that repeated calls allocate only what they
   return.
 - An `Engine` knows one network's sizes, activations and dtype, and makes the calls into
-  the compiled drivers of ``loopbp.passes`` and ``loopbp.training_loop``, with threads
-  when they pay (`worth_threads`) and under ``loopbp.thread_safety``'s rules.
+  the one compiled entry point, ``loopbp.driver.run``, with threads when they pay
+  (`worth_threads`) and under ``loopbp.thread_safety``'s rules.
 - Finiteness is checked once per call: the gradient's inputs and results inside its
-  compiled call (``passes.checked_gradient``), the forward pass's and E by
+  compiled call (``passes.checked_gradient``, inside ``driver.run``), the forward pass's and E by
   `require_finite`; `overflow_error` is the error for finite inputs with a non-finite
   result.
 """
@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 import numba
 import numpy as np
 
-from . import layout, narrow_kernels, passes, simd, thread_safety, training_loop
+from . import driver, layout, narrow_kernels, passes, simd, thread_safety, warming
 from . import plan as planning
 from .activations import ACTIVATIONS
 from .validation import FLOAT_DTYPES, activation_codes
@@ -68,6 +68,7 @@ class Workspace:
     narrow : bool or None, optional
         Run the kernels of ``loopbp.narrow_kernels`` instead of `tile`'s; None (the
         default) takes them when every layer is at most ``narrow_kernels.WIDTH`` wide.
+        Kept as True or None (the drivers' compile-time switch: see ``passes.forward_pass``).
     plan : (L, 3, 2) int64 array or None, optional
         Each contraction's kernel and threads (``loopbp.plan``); None (the default)
         makes the plan for these sizes, m and dtype on this host.
@@ -92,7 +93,9 @@ class Workspace:
         sizes = [int(n) for n in sizes]
         self.sizes, self.m, self.dtype, self.backward = tuple(sizes), int(m), np.dtype(dtype), backward
         self.tile = simd.tile(self.dtype) if tile is Workspace._HOST else tile
-        self.narrow = narrow_kernels.is_narrow(sizes) if narrow is None else bool(narrow)
+        narrow = narrow_kernels.is_narrow(sizes) if narrow is None else bool(narrow)
+        # True or None, not a bool: the drivers prune the kernel set not taken at compile time.
+        self.narrow = True if narrow else None
         self._big_enough = _big_enough(sizes, m)
         if plan is None:
             plan = planning.make(sizes, m, self.dtype, self.tile, numba.config.NUMBA_NUM_THREADS)
@@ -147,8 +150,13 @@ class Workspace:
         )
 
     def buffers(self) -> tuple:
-        """(activations, deltas, scratch, squares, tile, narrow, plan), as every driver takes them."""
-        return self.activations, self.deltas, self.scratch, self.squares, self.tile, self.narrow, self.plan
+        """(activations, deltas, scratch, squares, tile, narrow, plan), as every driver takes them.
+
+        A narrow network's plan goes as None: with `narrow` None for the others, each
+        driver compiles one kernel set alone (see ``passes.forward_pass``).
+        """
+        plan = None if self.narrow else self.plan
+        return self.activations, self.deltas, self.scratch, self.squares, self.tile, self.narrow, plan
 
     def output(self) -> np.ndarray:
         """A^L, the (n^L, m) view of `activations`."""
@@ -306,6 +314,11 @@ class Engine:
         self.sizes_array = np.array(sizes, dtype=np.int64)
         self.codes = activation_codes(activations)
         self.n_parameters = layout.parameter_count(sizes)
+        # What the modes of driver.run that do not use them get for Y, grad and the
+        # training arguments: values of the same types, so that one compiled function serves.
+        self._no_Y, self._no_grad = np.empty((0, 0), dtype), np.empty(0, dtype)
+        self._not_training = driver.unused_training_arguments(np.dtype(dtype))
+        self._noted = False  # whether warming.note_first_call has run for this engine
 
     def ready_samples(self, X, Y) -> int:
         """m if X and Y can go to the kernels as they are (ndarrays of the dtype and shape,
@@ -318,11 +331,23 @@ class Engine:
         """The views W^l and b^l of `flat`, laid out like theta."""
         return layout.unpack(flat, self.sizes)
 
-    def _run(self, driver, *args, workspace, extra=()):
-        # driver(*args, the workspace's buffers and kernels, *extra, threads), threaded
-        # when it pays and under thread_safety's lock.
+    def _run(self, mode, X, Y, theta, grad, workspace, training=None):
+        # driver.run in `mode`, threaded when it pays and under thread_safety's lock.
+        if not self._noted:
+            warming.note_first_call(self.sizes, self.dtype)
+            self._noted = True
         return thread_safety.run(
-            driver, *args, *workspace.buffers(), *extra, parallel=workspace.threads_pay()
+            driver.run,
+            mode,
+            theta,
+            self.sizes_array,
+            self.codes,
+            X,
+            Y,
+            grad,
+            *workspace.buffers(),
+            *(self._not_training if training is None else training),
+            parallel=workspace.threads_pay(),
         )
 
     def gradient(
@@ -348,9 +373,7 @@ class Engine:
             if parameters is not None:
                 theta = workspace.pack(*parameters, self.n_parameters)
             grad = np.empty_like(theta)
-            status, E = self._run(
-                passes.checked_gradient, theta, self.sizes_array, self.codes, X, Y, grad, workspace=workspace
-            )
+            status, E, _ = self._run(driver.GRADIENT, X, Y, theta, grad, workspace)
         finally:
             self.pool.give(workspace)
         if status == passes.INPUT_NOT_FINITE and inputs_error is not None:
@@ -361,21 +384,8 @@ class Engine:
 
     def _forward(self, theta, X, workspace):
         # A^L into the workspace; returns its view.
-        w = workspace
-        thread_safety.run(
-            passes.forward_pass,
-            theta,
-            self.sizes_array,
-            self.codes,
-            X,
-            w.activations,
-            w.scratch,
-            w.tile,
-            w.narrow,
-            w.plan,
-            parallel=w.threads_pay(),
-        )
-        return w.output()
+        self._run(driver.FORWARD, X, self._no_Y, theta, self._no_grad, workspace)
+        return workspace.output()
 
     def forward(self, theta: np.ndarray, X: np.ndarray) -> np.ndarray:
         """A^L as a new array, for finite theta and X ready for the kernels; checked finite."""
@@ -436,16 +446,8 @@ class Engine:
             holds the parameters of the last finite step).
         """
         return self._run(
-            training_loop.train_epochs,
-            theta,
-            self.sizes_array,
-            self.codes,
-            X,
-            Y,
-            grad,
-            workspace=workspace,
-            extra=(alpha, first, count, history, batch_size, *shuffling),
-        )
+            driver.TRAIN, X, Y, theta, grad, workspace, (alpha, first, count, history, batch_size, *shuffling)
+        )[2]
 
     def kernel_times(
         self, theta: np.ndarray, X: np.ndarray, Y: np.ndarray, repeat: int = 5, narrow: bool = False

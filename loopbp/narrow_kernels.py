@@ -137,7 +137,7 @@ def hidden_delta_block(W_next, dZ_next, code, A, dZ, c0, c1):
 @njit(cache=True, inline="always")
 def weight_gradient_block(dZ, A_prev, dW, db, c0, c1, first):
     """`weight_gradient_rows` for every row i."""
-    weight_gradient_rows(dZ, A_prev, dW, db, 0, dW.shape[0], c0, c1, first)
+    weight_gradient_rows(dZ, A_prev, dW, db, np.int64(0), dW.shape[0], c0, c1, first)
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
@@ -238,7 +238,8 @@ def _gradient_chunk(theta, sizes, codes, X, Y, grad, activations, deltas, chunk)
 @njit(parallel=True)
 def _forward_chunks(theta, sizes, codes, X, activations):
     for chunk in prange(_chunks(X.shape[1])):
-        _forward_chunk(theta, sizes, codes, X, activations, chunk)
+        # prange's index is unsigned; as int64 it shares the serial branch's compiled chunk.
+        _forward_chunk(theta, sizes, codes, X, activations, np.int64(chunk))
 
 
 @njit(cache=True, inline="always")
@@ -262,7 +263,8 @@ def _slot(grad, scratch, chunk):
 @njit(parallel=True)
 def _gradient_chunks(theta, sizes, codes, X, Y, grad, activations, deltas, scratch):
     for chunk in prange(_chunks(X.shape[1])):
-        _gradient_chunk(theta, sizes, codes, X, Y, _slot(grad, scratch, chunk), activations, deltas, chunk)
+        k = np.int64(chunk)  # (as in _forward_chunks)
+        _gradient_chunk(theta, sizes, codes, X, Y, _slot(grad, scratch, k), activations, deltas, k)
 
 
 @njit(cache=True, inline="always")

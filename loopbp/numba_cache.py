@@ -214,8 +214,13 @@ def install():
             impl._locator_classes.insert(0, LoopbpCacheLocator)
 
 
-def clear():
-    """Delete this copy of loopbp's cached kernels.
+def clear(folder=None):
+    """Delete this copy of loopbp's cached kernels (or those in `folder`).
+
+    Parameters
+    ----------
+    folder : str, optional
+        One of `cache_folders`; `cache_dir` by default.
 
     Returns
     -------
@@ -227,11 +232,34 @@ def clear():
     OSError
         When the folder cannot be removed.
     """
-    folder = cache_dir()
+    folder = cache_dir() if folder is None else folder
     if not os.path.isdir(folder) or not os.listdir(folder):
         return None
     shutil.rmtree(folder)
     return folder
+
+
+def cache_folders():
+    """Every folder of cached kernels under `cache_root` and the temporary fallback.
+
+    One per copy of loopbp that has compiled here (each virtual environment or checkout
+    has its own, named after its path), this copy's included if it exists.
+
+    Returns
+    -------
+    list of str
+    """
+    found = []
+    for root in (cache_root(), _fallback_root()):
+        try:
+            names = sorted(os.listdir(root))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.isdir(path) and path not in found:
+                found.append(path)
+    return found
 
 
 def cache_size(folder=None):
@@ -253,13 +281,12 @@ def cache_size(folder=None):
     return files, total
 
 
-def is_warm(dtype, driver="passes.checked_gradient"):
+def is_warm(dtype, driver="driver.run", narrow=None):
     """Whether the cache holds `driver` compiled for `dtype` from these sources.
 
-    Reads the index of the driver (by default ``passes.checked_gradient``, what
-    `Network.gradient` and `loopbp.gradient` run, which holds every kernel of the loops
-    backend; ``training_loop.train_epochs`` for `Network.fit`) the way Numba does; any doubt
-    counts as cold.
+    Reads the index of the driver (by default ``driver.run``, the one compiled entry point
+    of the loops backend, behind `Network.gradient`, `fit`, `forward` and
+    `loopbp.gradient`) the way Numba does; any doubt counts as cold.
 
     Parameters
     ----------
@@ -267,6 +294,10 @@ def is_warm(dtype, driver="passes.checked_gradient"):
         ``"float64"`` or ``"float32"``.
     driver : str
         ``module.function`` inside loopbp.
+    narrow : bool or None
+        For ``driver.run``: whether the kernel set asked for is the narrow kernels' (True)
+        or the packed and streaming kernels' (False); each is compiled when a network first
+        needs it. None: either.
 
     Returns
     -------
@@ -281,11 +312,20 @@ def is_warm(dtype, driver="passes.checked_gradient"):
         except Exception:
             continue
         if version == numba.__version__ and stamp == sources_fingerprint():
-            signatures = [str(key[0]) for key in overloads]
-            # passes.gradient_pass's signature for the loops backend leaves `plain` out
-            # (see passes.forward_pass); the tests' signature with plain=True does not count.
-            plain_left_out = driver != "passes._gradient_pass"
-            for s in signatures:
-                if f"Array({name}," in s and (plain_left_out or "omitted(default=None)" in s):
-                    return True
+            for key in overloads:
+                text = str(key[0])  # the types' reprs: "(int64, Array(float64, 1, 'C', ...), ...)"
+                if f"Array({name}," not in text:
+                    continue
+                if driver == "passes._gradient_pass" and "omitted(default=None)" not in text:
+                    # The tests' signature with plain=True does not count.
+                    continue
+                if driver == "driver.run" and narrow is not None:
+                    # The type of run's `narrow`: bool for the narrow kernels, none for the others.
+                    if str(key[0][_RUN_NARROW]) != ("bool" if narrow else "none"):
+                        continue
+                return True
     return False
+
+
+#: The position of `narrow` among the arguments of ``driver.run``.
+_RUN_NARROW = 12

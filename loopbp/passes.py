@@ -53,31 +53,9 @@ def _sum_in_order(values):
     return s
 
 
-#: What `checked_gradient` found: all finite, a non-finite input (X, Y or theta), or a
+#: What ``driver.run`` found of a gradient: all finite, a non-finite input (X, Y or theta), or a
 #: non-finite E or gradient from finite inputs (an overflow).
 FINITE, INPUT_NOT_FINITE, RESULT_NOT_FINITE = 0, 1, 2
-
-
-@njit(cache=True)
-def checked_gradient(
-    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, threads
-):
-    """`gradient_pass`, with the finiteness of its inputs and results checked in the same call.
-
-    Returns
-    -------
-    status : int
-        `FINITE`, `INPUT_NOT_FINITE` (nothing was computed) or `RESULT_NOT_FINITE`.
-    E : float
-    """
-    if not (all_finite(theta) and all_finite(X.ravel()) and all_finite(Y.ravel())):
-        return INPUT_NOT_FINITE, np.nan
-    E = gradient_pass_in_process(
-        theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, threads
-    )
-    if not (np.isfinite(E) and all_finite(grad)):
-        return RESULT_NOT_FINITE, E
-    return FINITE, E
 
 
 # Inlined into gradient_pass rather than called: a call is one more compiled level that
@@ -102,12 +80,16 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, pla
         The workspace's scratch (`Workspace.scratch`), sized for `tile`.
     tile : simd.Tile or None
         The packed kernels with this register tile, or None for the portable ones.
-    narrow : bool
-        Run the kernels of ``loopbp.narrow_kernels`` instead of `tile`'s (a runtime
-        choice, made by `Workspace`).
-    plan : (L, 3, 2) int64 array
+    narrow : True or None
+        True runs the kernels of ``loopbp.narrow_kernels`` instead of `tile`'s, None
+        those of `tile` and `plan` (`Workspace` chooses). A compile-time choice, like
+        `tile`, so that a network compiles only the kernel set it runs: Numba prunes a
+        branch on whether an argument is None when its type is None (not when it is a
+        bool), so a narrow network's driver gets True here and None for `plan`, and any
+        other network's None here and an array for `plan`.
+    plan : (L, 3, 2) int64 array or None
         For the packed kernels: each contraction's kernel and whether it takes `threads`
-        threads or one (``loopbp.plan``, made by `Workspace`).
+        threads or one (``loopbp.plan``, made by `Workspace`); None with the narrow kernels.
     threads : int
         How many threads share the work (``numba.get_num_threads()``), or 1 to run in the
         calling thread (see ``engine.worth_threads``); the result is bitwise the same either way.
@@ -117,9 +99,11 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, pla
         nests of ``loopbp.kernels`` instead, as the tests do to check one kernel set
         against the other.
     """
-    if plain is None and narrow:
+    if narrow is not None and plain is None:
         narrow_kernels.forward_pass(theta, sizes, codes, X, activations, threads)
         return
+    if plan is None:
+        return  # (a narrow network's driver: see `narrow`)
     L = sizes.shape[0] - 1
     m = X.shape[1]
     parallel = threads > 1
@@ -212,7 +196,8 @@ def _gradient_pass(
     stop : int
         -1 (the default) runs every step. k >= 0 returns after step k of
         `gradient_steps`, for timing each kernel where it runs; E is then 0 until
-        step L (dE/dA^L, E) has run. The narrow kernels run as one step.
+        step L (dE/dA^L, E) has run. The narrow kernels have two steps: any k < L
+        runs their forward pass alone, any other k everything.
 
     Returns
     -------
@@ -221,13 +206,19 @@ def _gradient_pass(
     """
     L = sizes.shape[0] - 1
     m = X.shape[1]
-    if plain is None and narrow:
+    if narrow is not None and plain is None:
+        if 0 <= stop < L:
+            # The narrow kernels have no finer steps than the forward pass and the rest.
+            narrow_kernels.forward_pass(theta, sizes, codes, X, activations, threads)
+            return 0.0
         narrow_kernels.gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch, threads)
         # E row by row as error_from_output sums it, so that the two agree bitwise.
         A_L = output(activations, sizes, m)
         for i in range(sizes[L]):
             squares[i] = kernels.squared_error_row(A_L[i], Y[i])
         return _sum_in_order(squares) / (2.0 * m)
+    if plan is None:
+        return 0.0  # (a narrow network's driver: see `forward_pass`)
     parallel = threads > 1
     shared = shared_scratch_length(tile, sizes, m, True)
     panels, blocks = split_scratch(scratch, shared)
@@ -307,12 +298,15 @@ def _gradient_pass(
 # Why two dispatchers of one function, and why no parallel function is cached. A cached
 # library that holds parallel-region code must have been compiled in the process that
 # compiled that code: Numba 0.68 saves a library linked against parallel code loaded from
-# its cache in a form that crashes (a segmentation fault) when a later process loads it.
-# Reproduced with three functions (a cached caller, a cached callee with a prange loop,
-# compiled in different processes). So every `parallel=True` kernel is compiled in each
-# process that compiles a caller, never loaded from the cache, and the drivers that
-# Python calls (this one, `checked_gradient`, `training_loop.train_epochs`) are cached as
-# whole libraries; those that call the gradient call `gradient_pass_in_process`, so that
-# they never link `gradient_pass` as loaded from the cache.
+# its cache in a form that crashes (a segmentation fault) when a later process loads it
+# (tests/test_numba_cache.py keeps the reproducer). So every `parallel=True` kernel is
+# compiled in each process that compiles a caller, never loaded from the cache, and the
+# functions that Python calls (``driver.run``, and `gradient_pass` for the tests and the
+# kernel profile) are cached as whole libraries. ``driver.run`` takes
+# `gradient_pass_inline`, this body inlined at Numba's IR level at a single call site: a
+# called function is one more compiled library, and LLVM optimises every kernel linked
+# below it again in each library (4 to 6 s a library here), while an inlined body is
+# optimised once, with its caller. (Inlining costs too, about as much per copy: hence one
+# call site.)
 gradient_pass = njit(cache=True)(_gradient_pass)
-gradient_pass_in_process = njit(_gradient_pass)
+gradient_pass_inline = njit(inline="always")(_gradient_pass)

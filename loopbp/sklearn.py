@@ -247,6 +247,10 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):
         Epochs run: ``len(loss_curve_)``.
     n_outputs_ : int
         The number of targets.
+    y_mean_, y_scale_ : ndarray of shape (n_outputs_,)
+        The mean and standard deviation (1 where it is 0) of each target in `fit` (or the
+        first `partial_fit`): the network learns (y - y_mean_) / y_scale_, and `predict`
+        maps its outputs back.
     n_features_in_ : int
         The number of features seen in `fit`.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -272,9 +276,11 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):
     Constructor parameters are stored as given and validated in `fit` and the first
     `partial_fit`: a bad one raises a ``TypeError`` or ``ValueError`` naming it.
 
-    Gradient descent with squared error is sensitive to the scale of X and y:
-    standardise X (e.g. ``make_pipeline(StandardScaler(), NetworkRegressor())``), and keep
-    y of order 1 (e.g. with `sklearn.compose.TransformedTargetRegressor`).
+    Gradient descent with squared error is sensitive to the scale of X and y. The
+    estimator standardises y itself (`y_mean_`, `y_scale_`), so that the defaults suit a
+    target in the hundreds as well as one of order 1, and `loss_curve_` is E of the
+    standardised target; standardise X yourself (e.g.
+    ``make_pipeline(StandardScaler(), NetworkRegressor())``).
 
     Examples
     --------
@@ -314,8 +320,10 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):
         """
         hidden, _ = self._check_parameters()
         X, Y, ndim = self._validate_Xy(X, y, reset=True)
-        self._train_network(X, Y, hidden, self.epochs)
+        y_mean, y_scale = _standardisation(Y)
+        self._train_network(X, (Y - y_mean[:, None]) / y_scale[:, None], hidden, self.epochs)
         self.n_outputs_, self._y_ndim = Y.shape[0], ndim
+        self.y_mean_, self.y_scale_ = y_mean, y_scale
         return self
 
     def partial_fit(self, X, y):
@@ -345,9 +353,11 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):
             raise ValueError(
                 f"y has {Y.shape[0]} outputs, but this NetworkRegressor was trained with {self.n_outputs_}"
             )
-        self._train_network(X, Y, hidden, 1)
+        y_mean, y_scale = _standardisation(Y) if first_call else (self.y_mean_, self.y_scale_)
+        self._train_network(X, (Y - y_mean[:, None]) / y_scale[:, None], hidden, 1)
         if first_call:
             self.n_outputs_, self._y_ndim = Y.shape[0], ndim
+            self.y_mean_, self.y_scale_ = y_mean, y_scale
         return self
 
     def predict(self, X):
@@ -362,8 +372,15 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             1-D when y was 1-D in `fit`; of the network's dtype.
         """
-        outputs = self._outputs(X)
+        outputs = self._outputs(X) * self.y_scale_ + self.y_mean_
         return outputs[:, 0].copy() if self._y_ndim == 1 else np.ascontiguousarray(outputs)
+
+
+def _standardisation(Y):
+    """The mean and scale of each target (each row of Y): the standard deviation, or 1 where it is 0."""
+    mean = Y.mean(axis=1)
+    scale = Y.std(axis=1)
+    return mean, np.where(scale > 0, scale, 1).astype(Y.dtype)
 
 
 class NetworkClassifier(ClassifierMixin, _NetworkEstimator):

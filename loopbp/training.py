@@ -39,23 +39,58 @@ if TYPE_CHECKING:
 SECONDS_PER_CALL = 0.05
 
 
+#: `Network.fit` stops when an epoch's E exceeds this multiple of the first epoch's E
+#: (`TrainingDiverged`). Gradient descent that converges keeps E at or below its first
+#: value, give or take the noise of mini-batches, so the rule cannot fire on it; a
+#: learning rate too large for the problem grows E geometrically, and the rule stops it
+#: within a few epochs of starting to grow, long before E overflows.
+DIVERGENCE_FACTOR = 1e4
+
+
 class TrainingDiverged(FloatingPointError):
-    """`Network.fit` met a non-finite E, gradient or parameter.
+    """`Network.fit` met a non-finite E, gradient or parameter, or E grew far above its start.
+
+    Raised when a step's E, gradient or new parameters are not finite, or when an epoch's
+    E exceeds `DIVERGENCE_FACTOR` times the first epoch's.
 
     Attributes
     ----------
     epoch : int
         The epoch (counted from 0) in which it happened. The network keeps the last
-        parameters that were finite.
+        parameters that were finite, or, when E grew too large, parameters whose E was
+        still in bounds: those it had a little before (at most about a tenth of a second
+        of epochs earlier, and one epoch earlier with a callback).
     """
 
-    def __init__(self, epoch: int, learning_rate: float):
+    def __init__(
+        self, epoch: int, learning_rate: float, E: float | None = None, first_E: float | None = None
+    ):
         self.epoch = epoch
+        if E is None:
+            what = "E, the gradient or a parameter is no longer finite"
+            kept = "the last finite parameters"
+        else:
+            what = f"E = {E:.4g}, more than {DIVERGENCE_FACTOR:g} times the first epoch's E = {first_E:.4g},"
+            kept = "the parameters from before the epochs in which E grew"
         super().__init__(
-            f"training diverged in epoch {epoch}: E, the gradient or a parameter is no longer finite "
-            f"with learning_rate = {learning_rate!r}; try a smaller learning rate. The network keeps "
-            f"the last finite parameters."
+            f"training diverged in epoch {epoch}: {what} with learning_rate = {learning_rate!r}; "
+            f"try a smaller learning rate. The network keeps {kept}."
         )
+
+
+def _ceiling(history: np.ndarray) -> float:
+    # The largest E allowed in an epoch: DIVERGENCE_FACTOR times the first epoch's (none
+    # when that is 0, where any rounding would exceed it).
+    first = float(history[0])
+    return DIVERGENCE_FACTOR * first if first > 0 else np.inf
+
+
+def _grew(history: np.ndarray, start: int, stop: int) -> int | None:
+    # The first epoch in start..stop - 1 whose E exceeds the ceiling, or None.
+    if start == 0 and stop <= 1:
+        return None
+    above = np.flatnonzero(history[start:stop] > _ceiling(history))
+    return start + int(above[0]) if above.size else None
 
 
 def fit(
@@ -133,9 +168,20 @@ def _fit_compiled(trainer, learning_rate, epochs, history, bar, callback):
     # per call (the trainer chooses how many); a callback, called after every epoch,
     # brings Python back every epoch.
     epoch = 0
+    net = trainer.net
+    # The parameters before the call, and before the call before it, kept in case E grows
+    # too large (an epoch's E is measured on the parameters it starts from): two buffers
+    # made once, so that no call allocates.
+    before, previous = np.empty_like(net.theta), np.empty_like(net.theta)
     while epoch < epochs:
         count = 1 if callback is not None else trainer.epochs_per_call(epochs - epoch)
+        np.copyto(before, net.theta)
         finished = trainer.run(epoch, count, history)
+        grew = _grew(history, epoch, epoch + finished)
+        if grew is not None:
+            net.theta[...] = previous if grew == epoch else before
+            raise TrainingDiverged(grew, learning_rate, float(history[grew]), float(history[0]))
+        before, previous = previous, before
         if bar is not None and finished:
             bar.set_postfix(E=f"{history[epoch + finished - 1]:.4g}", refresh=False)
             bar.update(finished)
@@ -151,9 +197,17 @@ def _fit_stepwise(step, X, Y, epochs, history, bar, callback):
     # Epochs from Python, through `step.epoch`: the einsum backend (the reference is NumPy
     # code, `EinsumStepper`) and chunked data (one reduction per step, `ChunkedStepper`).
     every = max(1, epochs // 200)
+    net = step.net
+    before, previous = np.empty_like(net.theta), np.empty_like(net.theta)
     for epoch in range(epochs):
+        # As in _fit_compiled: the parameters of the epoch before are the last good ones.
+        before, previous = previous, before
+        np.copyto(before, net.theta)
         E = step.epoch(X, Y, epoch)
         history[epoch] = E
+        if _grew(history, epoch, epoch + 1) is not None:
+            net.theta[...] = previous
+            raise TrainingDiverged(epoch, step.learning_rate, E, float(history[0]))
         if bar is not None and (epoch + 1) % every == 0:
             bar.set_postfix(E=f"{E:.4g}", refresh=False)
             bar.update(every)

@@ -1,18 +1,17 @@
-"""Gradient descent in compiled code: the loop over epochs and batches behind `Network.fit`.
+"""Gradient descent in compiled code: the steps of the loop over epochs and batches behind `Network.fit`.
 
-`train_epochs` runs many epochs in one call from Python: per step the gradient
+``driver.run`` runs many epochs in one call from Python: per step the gradient
 (``passes.gradient_pass``), then theta <- theta - alpha grad E (`descend`); per epoch of
-mini-batches the shuffle (Fisher-Yates, drawing from SplitMix64, whose state is seeded
-from the network's seed, so that a seeded network trains reproducibly) and the gathering
-of each batch. NumPy's own Generator is not passed into the compiled loop: Numba leaks
-about 80 bytes on each call that takes one. ``loopbp.training`` decides how many epochs
-each call runs; ``loopbp.engine`` makes the call.
+mini-batches the shuffle (`shuffle`: Fisher-Yates, drawing from SplitMix64, whose state
+is seeded from the network's seed, so that a seeded network trains reproducibly) and the
+gathering of each batch (`gather`). NumPy's own Generator is not passed into the compiled
+loop: Numba leaks about 80 bytes on each call that takes one. ``loopbp.training`` decides
+how many epochs each call runs; ``loopbp.engine`` makes the call.
 """
 
 import numpy as np
 from numba import njit
 
-from . import passes
 from .layout import matrix
 
 
@@ -88,7 +87,7 @@ def shuffle_state(seed):
 
 
 @njit(cache=True)
-def _gather(source, order, start, stop, flat):
+def gather(source, order, start, stop, flat):
     # The columns order[start:stop] of source, as a C-contiguous matrix at the head of flat.
     n = source.shape[0]
     batch = matrix(flat, 0, n, stop - start)
@@ -96,93 +95,3 @@ def _gather(source, order, start, stop, flat):
         for c in range(stop - start):
             batch[j, c] = source[j, order[start + c]]
     return batch
-
-
-@njit(cache=True)
-def train_epochs(
-    theta,
-    sizes,
-    codes,
-    X,
-    Y,
-    grad,
-    activations,
-    deltas,
-    scratch,
-    squares,
-    tile,
-    narrow,
-    plan,
-    alpha,
-    first,
-    count,
-    history,
-    batch_size,
-    rng,
-    order,
-    X_batch,
-    Y_batch,
-    threads,
-):
-    """Run epochs first, ..., first + count - 1; E of each goes into history[epoch].
-
-    Parameters
-    ----------
-    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, threads
-        As in ``passes.gradient_pass``; the buffers are sized for `batch_size` samples
-        (``engine.Engine.train_epochs`` passes a workspace's).
-    alpha : float
-        The learning rate, in theta's dtype.
-    first, count : int
-    history : float64 array
-        E per epoch: full batch, its E; mini-batches, their size-weighted mean.
-    batch_size : int
-        m for full-batch descent (X and Y are used as they are), else the size of each
-        batch of a shuffled epoch (the last may be smaller).
-    rng : (1,) uint64 array
-        The state of the generator that shuffles `order` at the start of each epoch of
-        mini-batches.
-    order : (m,) int64 array
-        The sample order, shuffled in place epoch after epoch.
-    X_batch, Y_batch : 1-D arrays
-        Room for one batch of X and of Y.
-
-    Returns
-    -------
-    finished : int
-        `count`, or the number of epochs finished before the one whose E, gradient or
-        step was not finite (theta then holds the parameters of the last finite step).
-    """
-    m = X.shape[1]
-    full = batch_size >= m
-    for epoch in range(first, first + count):
-        if not full:
-            shuffle(order, rng)
-        E = 0.0
-        for start in range(0, m, batch_size):
-            stop = min(start + batch_size, m)
-            # A full batch is X and Y as they are; a mini-batch is gathered in the epoch's order.
-            Xb = X if full else _gather(X, order, start, stop, X_batch)
-            Yb = Y if full else _gather(Y, order, start, stop, Y_batch)
-            E_b = passes.gradient_pass_in_process(
-                theta,
-                sizes,
-                codes,
-                Xb,
-                Yb,
-                grad,
-                activations,
-                deltas,
-                scratch,
-                squares,
-                tile,
-                narrow,
-                plan,
-                threads,
-            )
-            if not (np.isfinite(E_b) and descend(theta, grad, alpha)):
-                return epoch - first
-            # Mini-batches: E is their size-weighted mean; a full batch's is its own E, as is.
-            E = E_b if full else E + E_b * (stop - start)
-        history[epoch] = E if full else E / m
-    return count

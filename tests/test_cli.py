@@ -195,7 +195,7 @@ def test_version(capsys):
     [
         (["compare", "--sweeps", "m"], "usage: loopbp compare"),
         (["train", "sine", "--epoch", "3", "--x"], "usage: loopbp train sine"),
-        (["cache", "--all"], "usage: loopbp cache"),
+        (["cache", "--every"], "usage: loopbp cache"),
         (["--all", "cache"], "usage: loopbp [-h]"),
     ],
 )
@@ -219,17 +219,17 @@ def _fake_run(calls, capsys):
 def test_compare_prints_the_header_at_once_and_each_row_when_its_backend_is_done(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(compare, "run", _fake_run(calls, capsys))
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None: True)
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None, narrow=None: True)
     assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 0
     # einsum, the reference of the speed-ups, runs first; the header is out before it.
     assert [backend for backend, _ in calls] == ["einsum", "loops", "numpy"]
     header, head = calls[0][1].out.splitlines()
     assert header.startswith("loopbp compare: sizes 3,2, m = 4") and head.split()[0] == "backend"
     assert calls[0][1].err == ""
-    # Nothing while only einsum is done; by the time numpy starts, the loops and einsum
-    # rows are printed, in table order.
-    assert calls[1][1].out == ""
-    assert [line.split()[0] for line in calls[2][1].out.splitlines()] == ["loops", "einsum"]
+    # Each row as soon as its backend is done: einsum's before the loops start, the loops'
+    # before numpy starts.
+    assert [line.split()[0] for line in calls[1][1].out.splitlines()] == ["einsum"]
+    assert [line.split()[0] for line in calls[2][1].out.splitlines()] == ["loops"]
     assert capsys.readouterr().out.split()[0] == "numpy"
 
 
@@ -239,7 +239,7 @@ def test_compare_says_when_the_kernels_compile(warm, monkeypatch, capsys):
         return [{"first_s": 1.0, "median_s": 2.0, "number": 1, "difference": 0.0} for _ in points]
 
     monkeypatch.setattr(compare, "run", run)
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None: warm)
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None, narrow=None: warm)
     assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 0
     said = "compiling the loop kernels for float64" in capsys.readouterr().err
     assert said is not warm
@@ -305,13 +305,38 @@ def test_train_says_when_the_kernels_compile(warm, monkeypatch, capsys):
 
     original = examples.train_sine
     monkeypatch.setattr(examples, "train_sine", lambda **kwargs: original(**{**kwargs, "epochs": 2}))
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None: warm)
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None, narrow=None: warm)
     assert cli.main(["train", "sine", "--no-progress"]) == 0
     said = "loopbp train: compiling the loop kernels for float64" in capsys.readouterr().err
     assert said is not warm
 
 
-@pytest.mark.parametrize("command", [["compare"], ["train", "digits"], ["cache"]])
+def test_cache_command_lists_every_copys_folder_and_clears_them_all(tmp_path, monkeypatch, capsys):
+    from loopbp import numba_cache
+
+    monkeypatch.setenv("LOOPBP_CACHE_DIR", str(tmp_path))
+    folder = numba_cache.cache_dir()
+    other = tmp_path / "loopbp_another_environment"
+    other.mkdir()
+    (other / "passes.f-1.py311.nbi").write_bytes(b"x" * 1024)
+    assert cli.main(["cache"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == folder
+    assert f"{other}\n1 files" in out and "--clear --all" in out
+    assert cli.main(["cache", "--all"]) == 2
+    assert "--all goes with --clear" in capsys.readouterr().err
+    assert cli.main(["cache", "--clear", "--all"]) == 0
+    assert capsys.readouterr().out.strip() == f"removed {other}"
+    assert not other.exists()
+
+
+def test_top_level_help_is_plain_text(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "`" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["compare"], ["train", "digits"], ["cache"], ["warm"], ["plan"]])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main([*command, "--help"])
@@ -357,7 +382,7 @@ def map_timings(monkeypatch):
     monkeypatch.setattr(compare, "run", _map_timings)
     monkeypatch.setattr(compare, "installed", lambda backend: True)
     monkeypatch.setattr(cli, "installed", lambda backend: True)
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None: True)
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None, narrow=None: True)
 
 
 def test_compare_map_prints_the_ratio_and_the_fastest_other_backend(map_timings, capsys):
@@ -513,3 +538,19 @@ def test_plan_command_rejects_bad_input(argv, capsys):
         cli.main(argv)
     assert exit_info.value.code == 2
     assert "loopbp plan: error: argument" in capsys.readouterr().err
+
+
+def test_warm_compiles_or_loads_the_kernel_sets_asked_for(capsys):
+    assert cli.main(["warm", "--dtype", "float64", "--kernels", "narrow"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].startswith("narrow kernels, float64: ")
+    from loopbp import numba_cache
+
+    assert numba_cache.is_warm("float64", narrow=True)
+    assert out[1] == f"cache: {numba_cache.cache_dir()}"
+
+
+def test_warm_rejects_unknown_choices(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["warm", "--kernels", "narrow,medium"])
+    assert "unknown kernel set 'medium'; known: narrow, wide" in capsys.readouterr().err

@@ -69,11 +69,11 @@ def test_kernels_are_cached_outside_the_package_and_an_edit_recompiles_them_all(
         import sys, numpy as np
         import loopbp_copy as loopbp
         assert loopbp.__file__.startswith(sys.argv[1])
-        net = loopbp.Network([3, 4, 2], ["tanh", "identity"], seed=0)
-        X = np.ones((3, 5))
-        # The forward pass alone, on the portable path (LOOPBP_SIMD): it spans passes.py,
-        # tiled_kernels.py and activations.py, and compiles in a fraction of the time of
-        # the gradient on the packed path.
+        # 41 inputs: over the narrow kernels' width, so that the portable path (LOOPBP_SIMD)
+        # runs. Its driver spans driver.py, passes.py, tiled_kernels.py and activations.py,
+        # and compiles in a fraction of the time of the packed path's.
+        net = loopbp.Network([41, 4, 2], ["tanh", "identity"], seed=0)
+        X = np.ones((41, 5))
         print(np.abs(net.forward(X) - net.forward(X, backend="einsum")).max() < 1e-12)
         print(loopbp.numba_cache.cache_dir())
         print(loopbp.numba_cache.sources_fingerprint())
@@ -100,7 +100,7 @@ def test_kernels_are_cached_outside_the_package_and_an_edit_recompiles_them_all(
     assert agree == "True"
     assert folder.parent == cache_root
     indexes = sorted(folder.glob("*.nbi"))
-    assert {p.name.split(".")[0] for p in indexes} >= {"activations", "passes", "tiled_kernels"}
+    assert {p.name.split(".")[0] for p in indexes} >= {"activations", "driver", "passes", "tiled_kernels"}
     assert all(_index_stamp(p) == fingerprint for p in indexes)
     assert not list(package.rglob("*.nbi")) and not list(package.rglob("*.nbc"))
 

@@ -167,3 +167,23 @@ def test_a_copied_network_keeps_w_and_b_as_views_of_theta(copy_with):
     twin.theta[...] = 0.0
     assert all(not w.any() for w in twin.W) and all(not v.any() for v in twin.b)
     assert net.theta.any()
+
+
+def test_the_first_call_logs_that_the_kernels_compile(monkeypatch, caplog):
+    # One INFO message on the "loopbp" logger per dtype and kernel set, when the cache
+    # does not hold them (made to look cold here), and none on later calls.
+    import logging
+
+    from loopbp import numba_cache, warming
+
+    monkeypatch.setattr(numba_cache, "is_warm", lambda dtype, driver=None, narrow=None: False)
+    monkeypatch.setattr(warming, "_seen", set())
+    net = loopbp.Network((3, 4, 2), ("sigmoid", "identity"), seed=0)
+    X, Y = np.ones((3, 5)), np.ones((2, 5))
+    with caplog.at_level(logging.INFO, logger="loopbp"):
+        net.gradient(X, Y)
+        net.gradient(X, Y)
+        loopbp.Network((3, 4, 2), ("tanh", "identity"), seed=1).forward(X)
+    messages = [r.getMessage() for r in caplog.records if r.name == "loopbp"]
+    assert len(messages) == 1
+    assert messages[0].startswith("compiling the loop kernels (the narrow set) for float64: about")

@@ -63,6 +63,46 @@ def test_divergence_raises_names_the_epoch_and_keeps_finite_parameters():
     assert isinstance(info.value, FloatingPointError)
 
 
+@pytest.mark.parametrize("backend", ["loops", "einsum"])
+@pytest.mark.parametrize("callback", [False, True])
+def test_growing_error_stops_fit_long_before_it_overflows(backend, callback):
+    # One identity unit, x = 1, y = 0: z = w + b, and a step takes w and b each down by
+    # a z, so z <- (1 - 2a) z. With a = 1.5, z doubles in size and E = z^2 / 2 grows 4x
+    # per epoch: E_k = 4^k E_0, first above DIVERGENCE_FACTOR E_0 = 1e4 E_0 at k = 7
+    # (4^7 = 16384), where an overflow would take about 500 epochs.
+    from loopbp.training import DIVERGENCE_FACTOR
+
+    net = loopbp.Network([1, 1], ["identity"], seed=0)
+    X, Y = np.ones((1, 1)), np.zeros((1, 1))
+    E_0 = net.error(X, Y)
+    seen = []
+    with pytest.raises(loopbp.TrainingDiverged, match=r"epoch 7: E = .* more than 10000 times") as info:
+        net.fit(
+            X,
+            Y,
+            learning_rate=1.5,
+            epochs=1000,
+            progress=False,
+            backend=backend,
+            callback=(lambda e, E: seen.append(E)) if callback else None,
+        )
+    assert info.value.epoch == 7
+    # The network keeps parameters whose E was in bounds, and finite.
+    assert np.all(np.isfinite(net.theta))
+    assert net.error(X, Y) <= DIVERGENCE_FACTOR * E_0
+    if callback:
+        assert len(seen) == 7  # epochs 0..6 finished and were reported
+        assert net.error(X, Y) == pytest.approx(4**6 * E_0, rel=1e-9)
+
+
+def test_a_converging_fit_with_noisy_mini_batches_never_stops():
+    # Mini-batches of 1 on the sine recipe: E per epoch wanders but never near 1e4 times its start.
+    X, Y = sine_data()
+    net = _sine_network()
+    history = net.fit(X, Y, learning_rate=0.5, epochs=200, batch_size=1, progress=False)
+    assert history.shape == (200,) and history[-1] < history[0]
+
+
 def test_divergence_restores_the_parameters_of_the_last_step():
     # An identity network with one weight: w <- w - a (w x - y) x. With x = 1e150 the
     # update overflows to -inf in the first step, so fit must hand back the initial w.

@@ -1,0 +1,135 @@
+"""Where the first call's compile time goes: per function and, for the entry points, per stage.
+
+Usage::
+
+    python benchmarks/compile_profile.py 64-30-10                 # float64, fresh cache
+    python benchmarks/compile_profile.py 784-256-128-10 --dtype float32 --top 15
+    python benchmarks/compile_profile.py 13-37-29-7 --other-dtype # then the other dtype
+
+Runs in a fresh, empty kernel cache (``LOOPBP_CACHE_DIR`` set to a new temporary folder,
+removed at the end) unless ``--warm`` is given, and prints:
+
+- the seconds of the first `Network.gradient`, then of the first `fit`, `forward` and
+  (``--other-dtype``) the first gradient in the other dtype, each after the one above;
+- every compiled function's own seconds (exclusive of the functions it compiled in turn)
+  and, in brackets, inclusive; Numba's ``numba:compile`` events give both;
+- for each entry point that Python called (a function compiled with no caller above it),
+  Numba's stages: type inference (which includes compiling every callee), IR inlining,
+  lowering, and inside lowering LLVM's module optimisation and code generation (with
+  ``NUMBA_LLVM_PASS_TIMINGS=1``, which this script sets).
+
+The numbers are one run's, on a shared machine: compare runs made one after the other.
+"""
+
+import argparse
+import collections
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", help="n^0-n^1-...-n^L, e.g. 64-30-10")
+    parser.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    parser.add_argument("--m", type=int, default=100, help="samples (default 100)")
+    parser.add_argument("--top", type=int, default=12, help="functions to list (default 12)")
+    parser.add_argument("--other-dtype", action="store_true", help="then a gradient in the other dtype")
+    parser.add_argument("--warm", action="store_true", help="use the existing cache, do not empty it")
+    args = parser.parse_args(argv)
+
+    folder = None
+    if not args.warm:
+        folder = tempfile.mkdtemp(prefix="loopbp-compile-profile-")
+        os.environ["LOOPBP_CACHE_DIR"] = folder
+    os.environ.setdefault("NUMBA_LLVM_PASS_TIMINGS", "1")
+    try:
+        run(args)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(args):
+    start = time.perf_counter()
+    import numpy as np
+    from numba.core import event
+
+    import loopbp
+
+    imported = time.perf_counter() - start
+    own, total, count = collections.Counter(), collections.Counter(), collections.Counter()
+    stack, entries = [], []
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            stack.append([time.perf_counter(), 0.0])
+
+        def on_end(self, ev):
+            began, children = stack.pop()
+            seconds = time.perf_counter() - began
+            dispatcher = ev.data["dispatcher"]
+            name = f"{dispatcher.py_func.__module__}.{dispatcher.py_func.__qualname__}"
+            own[name] += seconds - children
+            total[name] += seconds
+            count[name] += 1
+            if stack:
+                stack[-1][1] += seconds
+            else:
+                entries.append((name, dispatcher, ev.data["args"]))
+
+    event.register("numba:compile", Listener())
+    sizes = tuple(int(n) for n in args.sizes.split("-"))
+    activations = ("sigmoid",) * (len(sizes) - 2) + ("identity",)
+    net = loopbp.Network(sizes, activations, dtype=args.dtype, seed=0)
+    X = np.ones((sizes[0], args.m), args.dtype)
+    Y = np.zeros((sizes[-1], args.m), args.dtype)
+
+    def timed(what, call):
+        began = time.perf_counter()
+        call()
+        print(f"{what:<34} {time.perf_counter() - began:7.2f} s", flush=True)
+
+    where = "the cache as it is" if args.warm else "an empty cache"
+    print(f"loopbp compile profile: {args.sizes}, m = {args.m}, {args.dtype}, {where}")
+    print(f"{'import loopbp':<34} {imported:7.2f} s")
+    timed("first Network.gradient", lambda: net.gradient(X, Y))
+    fit = dict(learning_rate=0.01, epochs=2, progress=False)
+    timed("then the first fit (2 epochs)", lambda: net.fit(X, Y, **fit))
+    timed("then the first forward", lambda: net.forward(X))
+    if args.other_dtype:
+        other = "float32" if args.dtype == "float64" else "float64"
+        net2 = loopbp.Network(sizes, activations, dtype=other, seed=0)
+        timed(f"then the first gradient in {other}", lambda: net2.gradient(X.astype(other), Y.astype(other)))
+
+    print(f"\ncompiled functions, own seconds (inclusive), top {args.top} of {len(own)}")
+    print(f"  {sum(own.values()):6.2f} s in all")
+    for name, seconds in own.most_common(args.top):
+        times = f" x{count[name]}" if count[name] > 1 else ""
+        print(f"  {seconds:6.2f} s ({total[name]:6.2f} s)  {name}{times}")
+
+    print("\nentry points, by stage (type inference includes compiling every callee)")
+    for name, dispatcher, types in entries:
+        for sig in dispatcher.signatures:
+            if tuple(sig) != tuple(types):
+                continue
+            metadata = dispatcher.get_metadata(sig)
+            stages = {}
+            for passes in metadata.get("pipeline_times", {}).values():
+                for key, t in passes.items():
+                    stages[key.split("_", 1)[1]] = t.init + t.run + t.finalize
+            llvm = {}
+            for record in metadata.get("llvm_pass_timings") or []:
+                if not record.name.startswith("Function passes"):
+                    llvm[record.name] = record.timings.get_total_time()
+            shown = sorted(stages.items(), key=lambda kv: -kv[1])[:4]
+            text = ", ".join(f"{stage} {t:.2f} s" for stage, t in shown)
+            print(f"  {name}: {text}")
+            if llvm:
+                print("    LLVM: " + ", ".join(f"{stage} {t:.2f} s" for stage, t in llvm.items()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The one compiled entry point of the loops backend: a gradient, a forward pass or epochs of descent.
+
+Every call from Python into the loop kernels goes through `run` (``loopbp.engine`` makes
+the calls). One entry point, not one per task, because each compiled function that
+Python calls is a library of its own, and Numba has LLVM optimise again, inside each
+library, every kernel linked into it: 4 to 10 s per library on the 2-core machines
+here. With one entry point, a network's kernels are typed and optimised once per dtype
+and kernel set, and a `fit` or a `predict` after the first gradient compiles nothing.
+
+What `run` compiles is chosen by the types of two arguments, as in ``loopbp.passes``:
+`tile` (the register tile of the packed kernels, or None for the portable ones) and
+`narrow` (True for the narrow kernels, None for those of `tile` and `plan`). Numba prunes
+the branches not taken, so a narrow network never compiles the packed kernels, nor a
+wide one the narrow kernels.
+"""
+
+import numpy as np
+from numba import njit
+
+from . import passes
+from .training_loop import descend, gather, shuffle
+
+#: What `run` does.
+GRADIENT, FORWARD, TRAIN = 0, 1, 2
+
+
+@njit(cache=True)
+def run(
+    mode,
+    theta,
+    sizes,
+    codes,
+    X,
+    Y,
+    grad,
+    activations,
+    deltas,
+    scratch,
+    squares,
+    tile,
+    narrow,
+    plan,
+    alpha,
+    first,
+    count,
+    history,
+    batch_size,
+    rng,
+    order,
+    X_batch,
+    Y_batch,
+    threads,
+):
+    """A checked gradient, a forward pass or epochs of gradient descent, by `mode`.
+
+    Parameters
+    ----------
+    mode : int
+        `GRADIENT`: E and the gradient (into `grad`), with theta, X and Y checked finite
+        first and the results after. `FORWARD`: A^1..A^L into `activations` (`Y`, `grad`,
+        `deltas` and `squares` are not used and may be empty). `TRAIN`: epochs `first`,
+        ..., `first` + `count` - 1 of gradient descent.
+    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, threads
+        As in ``passes.gradient_pass``; for `TRAIN`, X and Y are the whole training set
+        and the buffers are sized for `batch_size` samples.
+    alpha : float of theta's dtype
+        The learning rate.
+    first, count : int
+        The epochs to run.
+    history : float64 array
+        Receives E of each epoch at ``history[epoch]``: full batch, its E; mini-batches,
+        their size-weighted mean.
+    batch_size : int
+        m for full-batch descent (X and Y are used as they are), else the size of each
+        batch of a shuffled epoch (the last may be smaller).
+    rng : (1,) uint64 array
+        The state of the generator that shuffles `order` at the start of each epoch of
+        mini-batches (``training_loop.shuffle``).
+    order : (m,) int64 array
+        The sample order, shuffled in place epoch after epoch.
+    X_batch, Y_batch : 1-D arrays
+        Room for one batch of X and of Y.
+
+    The arguments from `alpha` to `Y_batch` are not used by `GRADIENT` and `FORWARD`,
+    which take any values of the same types (`unused_training_arguments`).
+
+    Returns
+    -------
+    status : int
+        For `GRADIENT`: ``passes.FINITE``, ``passes.INPUT_NOT_FINITE`` (nothing was
+        computed) or ``passes.RESULT_NOT_FINITE``; ``passes.FINITE`` otherwise.
+    E : float
+        The gradient's E, accumulated in float64; 0 otherwise.
+    finished : int
+        For `TRAIN`: `count`, or the number of epochs finished before the one whose E,
+        gradient or step was not finite (theta then holds the parameters of the last
+        finite step); 0 otherwise.
+    """
+    m = X.shape[1]
+    L = sizes.shape[0] - 1
+    # A gradient and a forward pass are one step of one full-batch epoch, stopped early.
+    stop = -1
+    if mode == FORWARD:
+        stop = L - 1  # after the forward pass of layer L (``passes.gradient_steps``)
+    if mode != TRAIN:
+        first, count, batch_size = 0, 1, m
+        if mode == GRADIENT and not (
+            passes.all_finite(theta) and passes.all_finite(X.ravel()) and passes.all_finite(Y.ravel())
+        ):
+            return passes.INPUT_NOT_FINITE, np.nan, 0
+    full = batch_size >= m
+    for epoch in range(first, first + count):
+        if not full:
+            shuffle(order, rng)
+        E = 0.0
+        for start in range(0, m, batch_size):
+            end = min(start + batch_size, m)
+            # A full batch is X and Y as they are; a mini-batch is gathered in the epoch's order.
+            Xb = X if full else gather(X, order, start, end, X_batch)
+            Yb = Y if full else gather(Y, order, start, end, Y_batch)
+            # The one call site of the pass, inlined: see the end of ``loopbp.passes``.
+            E_b = passes.gradient_pass_inline(
+                theta,
+                sizes,
+                codes,
+                Xb,
+                Yb,
+                grad,
+                activations,
+                deltas,
+                scratch,
+                squares,
+                tile,
+                narrow,
+                plan,
+                threads,
+                None,
+                stop,
+            )
+            if mode == FORWARD:
+                return passes.FINITE, 0.0, 0
+            if mode == GRADIENT:
+                if not (np.isfinite(E_b) and passes.all_finite(grad)):
+                    return passes.RESULT_NOT_FINITE, E_b, 0
+                return passes.FINITE, E_b, 0
+            if not (np.isfinite(E_b) and descend(theta, grad, alpha)):
+                return passes.FINITE, 0.0, epoch - first
+            # Mini-batches: E is their size-weighted mean; a full batch's is its own E, as is.
+            E = E_b if full else E + E_b * (end - start)
+        history[epoch] = E if full else E / m
+    return passes.FINITE, 0.0, count
+
+
+def unused_training_arguments(dtype):
+    """(alpha, first, count, history, batch_size, rng, order, X_batch, Y_batch) for the modes
+    that do not train: values of the types `run` is compiled for, so that every mode runs
+    one compiled function."""
+    empty = np.empty(0, dtype)
+    return (
+        dtype.type(0),
+        0,
+        0,
+        np.empty(0, np.float64),
+        0,
+        np.empty(1, np.uint64),
+        np.empty(0, np.int64),
+        empty,
+        empty,
+    )
