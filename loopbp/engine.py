@@ -336,6 +336,16 @@ class Engine:
         if not self._noted:
             warming.note_first_call(self.sizes, self.dtype)
             self._noted = True
+        if not theta.flags.writeable:
+            # driver.run is compiled for a writeable theta, which training writes; a read-only
+            # one (a network unpickled from a read-only memory map) is read from a copy.
+            if mode == driver.TRAIN:
+                raise ValueError(
+                    "fit changes the parameters in place, but this network's are read-only (a "
+                    "read-only memory map?); train a copy: loopbp.Network.from_parameters(net.W, "
+                    "net.b, net.activations)"
+                )
+            theta = theta.copy()
         return thread_safety.run(
             driver.run,
             mode,

@@ -187,3 +187,18 @@ def test_the_first_call_logs_that_the_kernels_compile(monkeypatch, caplog):
     messages = [r.getMessage() for r in caplog.records if r.name == "loopbp"]
     assert len(messages) == 1
     assert messages[0].startswith("compiling the loop kernels (the narrow set) for float64: about")
+
+
+def test_read_only_parameters_serve_every_call_but_fit():
+    # A network unpickled from a read-only memory map has read-only parameters: the
+    # gradient and forward pass read them (through a copy); fit, which writes them, says so.
+    net = loopbp.Network((3, 4, 2), ("tanh", "identity"), seed=0)
+    X, Y = np.ones((3, 5)), np.zeros((2, 5))
+    E, dW, db = net.gradient(X, Y)
+    A = net.forward(X)
+    net.theta.flags.writeable = False
+    E_ro, dW_ro, db_ro = net.gradient(X, Y)
+    assert E_ro == E and all(np.array_equal(a, b) for a, b in zip(dW_ro + db_ro, dW + db))
+    assert np.array_equal(net.forward(X), A)
+    with pytest.raises(ValueError, match="read-only"):
+        net.fit(X, Y, learning_rate=0.1, epochs=1, progress=False)

@@ -89,13 +89,40 @@ def test_regressor_equals_a_plain_network(dtype, batch_size):
     params = dict(learning_rate=0.05, epochs=30, batch_size=batch_size)
     model = NetworkRegressor((8, 5), "tanh", dtype=dtype, init="glorot", random_state=3, **params).fit(X, y)
 
+    # The network learns the standardised target, and predictions are mapped back.
+    Y = y[None, :].astype(dtype)
+    mean, scale = Y.mean(axis=1), Y.std(axis=1)
+    assert np.array_equal(model.y_mean_, mean) and np.array_equal(model.y_scale_, scale)
     net = loopbp.Network([3, 8, 5, 1], ["tanh", "tanh", "identity"], dtype=dtype, seed=3, init="glorot")
-    history = net.fit(np.ascontiguousarray(X.T, dtype), y[None, :].astype(dtype), progress=False, **params)
+    standardised = (Y - mean[:, None]) / scale[:, None]
+    history = net.fit(np.ascontiguousarray(X.T, dtype), standardised, progress=False, **params)
     assert np.array_equal(model.network_.theta, net.theta)
     assert np.array_equal(model.loss_curve_, history)
     prediction = model.predict(X)
     assert prediction.dtype == np.dtype(dtype) and prediction.shape == (120,)
-    assert np.array_equal(prediction, net.forward(np.ascontiguousarray(X.T, dtype))[0])
+    expected = net.forward(np.ascontiguousarray(X.T, dtype)).T * scale + mean
+    assert np.array_equal(prediction, expected[:, 0])
+
+
+def test_regressor_defaults_suit_a_target_in_the_hundreds():
+    # The same data, the target shifted by 500 and scaled by 100: with y standardised
+    # inside fit, the defaults fit it as well as the target of order 1 (R^2 is invariant
+    # under the affine map, and so is what the network learns, up to rounding).
+    X, y = regression_data()
+    small = NetworkRegressor(random_state=0).fit(X, y)
+    large = NetworkRegressor(random_state=0).fit(X, 100 * y + 500)
+    # (Without the standardisation, the network would learn another function of X from
+    # the same start: the steps on E of 100 y + 500 are not those on E of y.)
+    assert large.score(X, 100 * y + 500) == pytest.approx(small.score(X, y), abs=1e-6)
+    np.testing.assert_allclose(large.predict(X), 100 * small.predict(X) + 500, rtol=1e-6)
+
+
+def test_regressor_with_a_constant_target_stays_finite():
+    X, _ = regression_data()
+    model = NetworkRegressor(epochs=3, random_state=0).fit(X, np.full(X.shape[0], 7.0))
+    # A zero standard deviation is left as 1: no 0/0, and predictions stay finite.
+    assert model.y_mean_[0] == 7.0 and model.y_scale_[0] == 1.0
+    assert np.all(np.isfinite(model.predict(X)))
 
 
 def test_classifier_equals_the_series_digits_recipe():
