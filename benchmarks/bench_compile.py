@@ -23,11 +23,13 @@ Y = np.zeros((10, 100), np.{dtype})
 # takes precedence) for those after it.
 _COLD = 'os.environ["NUMBA_CACHE_DIR"] = os.environ["LOOPBP_CACHE_DIR"] = tempfile.mkdtemp()'
 
-# One call in another interpreter first, so that the cache is warm whatever ran before.
+# One call of the same network in another interpreter first, so that the cache is warm
+# whatever ran before (loopbp compiles the kernel set that a network runs, and this
+# network's is not a tiny one's).
 _WARM = (
     "subprocess.run([sys.executable, '-c', 'import numpy as np, loopbp; "
-    'net = loopbp.Network((3, 2), ("identity",), dtype=np.{dtype}); '
-    "net.gradient(np.ones((3, 1), np.{dtype}), np.ones((2, 1), np.{dtype}))'], check=True)"
+    'net = loopbp.Network((64, 128, 128, 10), ("sigmoid", "sigmoid", "identity"), dtype=np.{dtype}); '
+    "net.gradient(np.ones((64, 1), np.{dtype}), np.ones((10, 1), np.{dtype}))'], check=True)"
 )
 
 

@@ -15,8 +15,9 @@ removed at the end) unless ``--warm`` is given, and prints:
   and, in brackets, inclusive; Numba's ``numba:compile`` events give both;
 - for each entry point that Python called (a function compiled with no caller above it),
   Numba's stages: type inference (which includes compiling every callee), IR inlining,
-  lowering, and inside lowering LLVM's module optimisation and code generation (with
-  ``NUMBA_LLVM_PASS_TIMINGS=1``, which this script sets).
+  lowering, and with ``--llvm`` LLVM's module optimisation and code generation inside
+  lowering (``NUMBA_LLVM_PASS_TIMINGS=1``, which slows the compile itself: leave it out
+  for the first lines' times).
 
 The numbers are one run's, on a shared machine: compare runs made one after the other.
 """
@@ -38,13 +39,15 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=12, help="functions to list (default 12)")
     parser.add_argument("--other-dtype", action="store_true", help="then a gradient in the other dtype")
     parser.add_argument("--warm", action="store_true", help="use the existing cache, do not empty it")
+    parser.add_argument("--llvm", action="store_true", help="also LLVM's stages (slows the compile)")
     args = parser.parse_args(argv)
 
     folder = None
     if not args.warm:
         folder = tempfile.mkdtemp(prefix="loopbp-compile-profile-")
         os.environ["LOOPBP_CACHE_DIR"] = folder
-    os.environ.setdefault("NUMBA_LLVM_PASS_TIMINGS", "1")
+    if args.llvm:
+        os.environ["NUMBA_LLVM_PASS_TIMINGS"] = "1"
     try:
         run(args)
     finally:

@@ -392,18 +392,23 @@ def _say(message: str, command: str = "compare") -> None:
     print(f"loopbp {command}: {message}", file=sys.stderr, flush=True)
 
 
-def _note_compile(dtype: str, command: str, sizes) -> None:
-    """Say, before the loop kernels compile for `dtype`, that they will and for how long."""
+def _note_compile(dtype: str, command: str, *networks) -> None:
+    """Say, before the loop kernels compile for `dtype`, that they will and for how long.
+
+    `networks` are the sizes of the networks the command runs; each kernel set they need
+    that the cache does not hold gets its note.
+    """
     from . import warming
 
-    kernels = warming.kernel_set(sizes)
-    if not numba_cache.is_warm(dtype, narrow=kernels == "narrow"):
-        _say(
-            f"compiling the loop kernels for {dtype} (once after installing or changing loopbp: "
-            f"about {warming.COMPILE_SECONDS[kernels]} s on 2 cores); later runs load them from the "
-            f"cache (`loopbp cache` says where; `loopbp warm` compiles ahead of time)",
-            command,
-        )
+    for kernels in dict.fromkeys(warming.kernel_set(sizes) for sizes in networks):
+        if not numba_cache.is_warm(dtype, narrow=kernels == "narrow"):
+            _say(
+                f"compiling the loop kernels for {dtype} ({kernels} set; once after installing or "
+                f"changing loopbp: about {warming.COMPILE_SECONDS[kernels]} s on 2 cores); later runs "
+                f"load them from the cache (`loopbp cache` says where; `loopbp warm` compiles ahead "
+                f"of time)",
+                command,
+            )
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -448,7 +453,7 @@ def compare(args: argparse.Namespace) -> int:
     if not args.json:
         print(_header(args, activations, sweep, points), flush=True)
     if "loops" in backends:
-        _note_compile(args.dtype, "compare", args.sizes)
+        _note_compile(args.dtype, "compare", *(point.sizes for point in points))
     if table:
         _print_table_head()
     printed = []

@@ -13,7 +13,7 @@ kernel profiler (``benchmarks/kernel_profile.py``, through `Engine.kernel_times`
   the one compiled entry point, ``loopbp.driver.run``, with threads when they pay
   (`worth_threads`) and under ``loopbp.thread_safety``'s rules.
 - Finiteness is checked once per call: the gradient's inputs and results inside its
-  compiled call (``passes.checked_gradient``, inside ``driver.run``), the forward pass's and E by
+  compiled call (``driver.run``), the forward pass's and E by
   `require_finite`; `overflow_error` is the error for finite inputs with a non-finite
   result.
 """
@@ -336,15 +336,10 @@ class Engine:
         if not self._noted:
             warming.note_first_call(self.sizes, self.dtype)
             self._noted = True
-        if not theta.flags.writeable:
+        if not theta.flags.writeable and mode != driver.TRAIN:
             # driver.run is compiled for a writeable theta, which training writes; a read-only
             # one (a network unpickled from a read-only memory map) is read from a copy.
-            if mode == driver.TRAIN:
-                raise ValueError(
-                    "fit changes the parameters in place, but this network's are read-only (a "
-                    "read-only memory map?); train a copy: loopbp.Network.from_parameters(net.W, "
-                    "net.b, net.activations)"
-                )
+            # (`fit` refuses read-only parameters before it gets here.)
             theta = theta.copy()
         return thread_safety.run(
             driver.run,
@@ -447,7 +442,7 @@ class Engine:
             m for full-batch descent, else the size of each shuffled batch.
         shuffling : (rng, order, X_batch, Y_batch)
             The generator's state, the sample order and room for one batch of X and of Y
-            (see ``training_loop.train_epochs``).
+            (see ``driver.run``).
 
         Returns
         -------

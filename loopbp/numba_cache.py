@@ -257,7 +257,9 @@ def cache_folders():
             continue
         for name in names:
             path = os.path.join(root, name)
-            if os.path.isdir(path) and path not in found:
+            # Numba names each copy's folder after the package's folder, "loopbp_<hash>";
+            # other projects' caches may share NUMBA_CACHE_DIR and are left alone.
+            if name.startswith("loopbp") and os.path.isdir(path) and path not in found:
                 found.append(path)
     return found
 
@@ -314,7 +316,9 @@ def is_warm(dtype, driver="driver.run", narrow=None):
         if version == numba.__version__ and stamp == sources_fingerprint():
             for key in overloads:
                 text = str(key[0])  # the types' reprs: "(int64, Array(float64, 1, 'C', ...), ...)"
-                if f"Array({name}," not in text:
+                # theta, the first array argument, has the dtype (run's float64 buffers do not tell).
+                theta = next((t for t in key[0] if isinstance(t, numba.types.Array)), None)
+                if theta is None or str(theta.dtype) != name:
                     continue
                 if driver == "passes._gradient_pass" and "omitted(default=None)" not in text:
                     # The tests' signature with plain=True does not count.

@@ -146,7 +146,8 @@ def gradient_steps(sizes):
     """The names and GFLOP of the steps of `gradient_pass`, in the order it runs them.
 
     Step k of this list is the one after which ``gradient_pass(..., stop=k)`` returns
-    (with any kernel set but the narrow one, which runs the whole network as one step).
+    (with any kernel set but the narrow one, whose steps are its forward pass, for any k
+    before step L, and everything else).
     The three contractions count 2 n^l n^(l-1) m flop each; the other steps None.
     """
 

@@ -259,7 +259,8 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):
     Raises
     ------
     loopbp.TrainingDiverged
-        From `fit` or `partial_fit`, when E or a parameter stops being finite; try a
+        From `fit` or `partial_fit`, when E or a parameter stops being finite, or E grows
+        past 10,000 times its first epoch's (within one `fit`); try a
         smaller `learning_rate`. It is loopbp's own exception (a `FloatingPointError`),
         passed on unchanged; model-selection tools such as `GridSearchCV` score such a fit
         as failed (``error_score``) and go on. A diverged `fit`, or first
@@ -332,8 +333,9 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):
         Each call runs one pass over the given samples in mini-batches of `batch_size`
         (one step for None), as one epoch of `fit` would; with an int `random_state`,
         `Network.fit` seeds that shuffle afresh, so every call orders a batch of a given
-        size the same way. The first call on an unfitted estimator builds the network; a
-        later `fit` starts over.
+        size the same way. The first call on an unfitted estimator builds the network and
+        takes the standardisation of y (`y_mean_`, `y_scale_`) from its batch, so give it a
+        batch that shows the target's spread; a later `fit` starts over.
 
         Parameters
         ----------
@@ -372,7 +374,9 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             1-D when y was 1-D in `fit`; of the network's dtype.
         """
-        outputs = self._outputs(X) * self.y_scale_ + self.y_mean_
+        outputs = self._outputs(X)
+        if hasattr(self, "y_mean_"):  # (absent from a model pickled by loopbp 0.3.0 or earlier)
+            outputs = outputs * self.y_scale_ + self.y_mean_
         return outputs[:, 0].copy() if self._y_ndim == 1 else np.ascontiguousarray(outputs)
 
 
@@ -446,7 +450,8 @@ class NetworkClassifier(ClassifierMixin, _NetworkEstimator):
     Raises
     ------
     loopbp.TrainingDiverged
-        From `fit` or `partial_fit`, when E or a parameter stops being finite; try a
+        From `fit` or `partial_fit`, when E or a parameter stops being finite, or E grows
+        past 10,000 times its first epoch's (within one `fit`); try a
         smaller `learning_rate`. It is loopbp's own exception (a `FloatingPointError`),
         passed on unchanged; model-selection tools such as `GridSearchCV` score such a fit
         as failed (``error_score``) and go on. A diverged `fit`, or first

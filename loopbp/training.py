@@ -78,18 +78,18 @@ class TrainingDiverged(FloatingPointError):
         )
 
 
-def _ceiling(history: np.ndarray) -> float:
-    # The largest E allowed in an epoch: DIVERGENCE_FACTOR times the first epoch's (none
-    # when that is 0, where any rounding would exceed it).
-    first = float(history[0])
-    return DIVERGENCE_FACTOR * first if first > 0 else np.inf
+def _ceiling(history: np.ndarray, eps: float) -> float:
+    # The largest E allowed in an epoch: DIVERGENCE_FACTOR times the first epoch's, or
+    # times the dtype's resolution `eps` when that is larger (a fit that starts converged,
+    # E at rounding level, must not stop on rounding noise).
+    return DIVERGENCE_FACTOR * max(float(history[0]), eps)
 
 
-def _grew(history: np.ndarray, start: int, stop: int) -> int | None:
+def _grew(history: np.ndarray, start: int, stop: int, eps: float) -> int | None:
     # The first epoch in start..stop - 1 whose E exceeds the ceiling, or None.
     if start == 0 and stop <= 1:
         return None
-    above = np.flatnonzero(history[start:stop] > _ceiling(history))
+    above = np.flatnonzero(history[start:stop] > _ceiling(history, eps))
     return start + int(above[0]) if above.size else None
 
 
@@ -124,6 +124,11 @@ def fit(
     check_flag(progress, "progress")
     check_callback(callback)
     net.require_finite_parameters()
+    if not net.theta.flags.writeable:
+        raise ValueError(
+            "fit changes the parameters in place, but this network's are read-only (a read-only "
+            "memory map?); train a copy: loopbp.Network.from_parameters(net.W, net.b, net.activations)"
+        )
     # Last: finding the client may start a local cluster.
     client = distributed.client_for(scheduler) if chunked else None
 
@@ -177,7 +182,7 @@ def _fit_compiled(trainer, learning_rate, epochs, history, bar, callback):
         count = 1 if callback is not None else trainer.epochs_per_call(epochs - epoch)
         np.copyto(before, net.theta)
         finished = trainer.run(epoch, count, history)
-        grew = _grew(history, epoch, epoch + finished)
+        grew = _grew(history, epoch, epoch + finished, np.finfo(net.dtype).eps)
         if grew is not None:
             net.theta[...] = previous if grew == epoch else before
             raise TrainingDiverged(grew, learning_rate, float(history[grew]), float(history[0]))
@@ -205,7 +210,7 @@ def _fit_stepwise(step, X, Y, epochs, history, bar, callback):
         np.copyto(before, net.theta)
         E = step.epoch(X, Y, epoch)
         history[epoch] = E
-        if _grew(history, epoch, epoch + 1) is not None:
+        if _grew(history, epoch, epoch + 1, np.finfo(net.dtype).eps) is not None:
             net.theta[...] = previous
             raise TrainingDiverged(epoch, step.learning_rate, E, float(history[0]))
         if bar is not None and (epoch + 1) % every == 0:

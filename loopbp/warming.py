@@ -4,8 +4,8 @@ The loop kernels are compiled by Numba at their first call and kept in the cache
 (``loopbp.numba_cache``), once per dtype and kernel set: the narrow kernels, for networks
 whose layers are all at most ``narrow_kernels.WIDTH`` wide, and the packed and
 streaming kernels for every other network. Each compiles when a network first needs
-it, and nothing else compiles after it: the gradient, `fit`, `forward` and `error` all
-run one compiled function (``loopbp.driver``).
+it: the gradient, `fit` and `forward` all run one compiled function (``loopbp.driver``),
+so that after the first of them nothing else compiles but `error`'s small sum.
 
 `note_first_call` logs one INFO message on the ``"loopbp"`` logger before a kernel set
 compiles (how long it takes here: `COMPILE_SECONDS`); `warm` compiles (or loads) the
@@ -30,7 +30,7 @@ KERNEL_SETS = {"narrow": (3, 4, 2), "wide": (narrow_kernels.WIDTH + 1, 4, 2)}
 #: How long a kernel set takes to compile for one dtype, rounded up, on the project's
 #: 2-core AMD EPYC (Zen 3) machine, 2026-12-07: the first `Network.gradient` in an empty
 #: cache (``benchmarks/compile_profile.py``).
-COMPILE_SECONDS = {"narrow": 25, "wide": 35}
+COMPILE_SECONDS = {"narrow": 25, "wide": 45}
 
 _seen: set = set()
 _seen_lock = threading.Lock()

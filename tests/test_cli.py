@@ -315,6 +315,9 @@ def test_cache_command_lists_every_copys_folder_and_clears_them_all(tmp_path, mo
     from loopbp import numba_cache
 
     monkeypatch.setenv("LOOPBP_CACHE_DIR", str(tmp_path))
+    # The temporary fallback is listed too: a folder of this test's, not the real one.
+    monkeypatch.setattr(numba_cache, "_fallback_root", lambda: str(tmp_path / "fallback"))
+    (tmp_path / "not_loopbp").mkdir()  # another project's cache, under a shared root: left alone
     folder = numba_cache.cache_dir()
     other = tmp_path / "loopbp_another_environment"
     other.mkdir()
@@ -327,7 +330,7 @@ def test_cache_command_lists_every_copys_folder_and_clears_them_all(tmp_path, mo
     assert "--all goes with --clear" in capsys.readouterr().err
     assert cli.main(["cache", "--clear", "--all"]) == 0
     assert capsys.readouterr().out.strip() == f"removed {other}"
-    assert not other.exists()
+    assert not other.exists() and (tmp_path / "not_loopbp").exists()
 
 
 def test_top_level_help_is_plain_text(capsys):
