@@ -703,14 +703,8 @@ def warm_kernels(args: argparse.Namespace) -> int:
 
     for dtype in args.dtype:
         for kernels in args.kernels:
-            cached = numba_cache.is_warm(dtype, narrow=kernels == "narrow")
-            if not cached:
-                _say(
-                    f"compiling the {kernels} kernels for {dtype} "
-                    f"(about {warming.COMPILE_SECONDS[kernels]} s on 2 cores)",
-                    "warm",
-                )
-            ((_, _, _, seconds),) = warming.warm((dtype,), (kernels,))
+            _note_compile(dtype, "warm", warming.KERNEL_SETS[kernels])
+            ((_, _, cached, seconds),) = warming.warm((dtype,), (kernels,))
             how = "already in the cache, loaded" if cached else "compiled"
             print(f"{kernels} kernels, {dtype}: {how} in {seconds:.1f} s", flush=True)
     print(f"cache: {numba_cache.cache_dir()}")

@@ -325,11 +325,17 @@ def is_warm(dtype, driver="driver.run", narrow=None):
                     continue
                 if driver == "driver.run" and narrow is not None:
                     # The type of run's `narrow`: bool for the narrow kernels, none for the others.
-                    if str(key[0][_RUN_NARROW]) != ("bool" if narrow else "none"):
+                    if str(key[0][_run_argument("narrow")]) != ("bool" if narrow else "none"):
                         continue
                 return True
     return False
 
 
-#: The position of `narrow` among the arguments of ``driver.run``.
-_RUN_NARROW = 12
+def _run_argument(name):
+    """The position of the argument `name` of ``driver.run``."""
+    # Imported here: this module is imported before any kernel is decorated (`install`).
+    import inspect
+
+    from . import driver
+
+    return list(inspect.signature(driver.run.py_func).parameters).index(name)

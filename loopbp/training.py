@@ -178,11 +178,12 @@ def _fit_compiled(trainer, learning_rate, epochs, history, bar, callback):
     # too large (an epoch's E is measured on the parameters it starts from): two buffers
     # made once, so that no call allocates.
     before, previous = np.empty_like(net.theta), np.empty_like(net.theta)
+    eps = np.finfo(net.dtype).eps
     while epoch < epochs:
         count = 1 if callback is not None else trainer.epochs_per_call(epochs - epoch)
         np.copyto(before, net.theta)
         finished = trainer.run(epoch, count, history)
-        grew = _grew(history, epoch, epoch + finished, np.finfo(net.dtype).eps)
+        grew = _grew(history, epoch, epoch + finished, eps)
         if grew is not None:
             net.theta[...] = previous if grew == epoch else before
             raise TrainingDiverged(grew, learning_rate, float(history[grew]), float(history[0]))
@@ -204,13 +205,14 @@ def _fit_stepwise(step, X, Y, epochs, history, bar, callback):
     every = max(1, epochs // 200)
     net = step.net
     before, previous = np.empty_like(net.theta), np.empty_like(net.theta)
+    eps = np.finfo(net.dtype).eps
     for epoch in range(epochs):
         # As in _fit_compiled: the parameters of the epoch before are the last good ones.
         before, previous = previous, before
         np.copyto(before, net.theta)
         E = step.epoch(X, Y, epoch)
         history[epoch] = E
-        if _grew(history, epoch, epoch + 1, np.finfo(net.dtype).eps) is not None:
+        if _grew(history, epoch, epoch + 1, eps) is not None:
             net.theta[...] = previous
             raise TrainingDiverged(epoch, step.learning_rate, E, float(history[0]))
         if bar is not None and (epoch + 1) % every == 0:

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from . import narrow_kernels, numba_cache
+from .validation import check_choice
 
 logger = logging.getLogger("loopbp")
 
@@ -85,9 +86,7 @@ def warm(dtypes=("float64", "float32"), kernels=("narrow", "wide")) -> list[tupl
     for dtype in dtypes:
         dtype = np.dtype(dtype)
         for name in kernels:
-            if name not in KERNEL_SETS:
-                raise ValueError(f"kernels must be among {sorted(KERNEL_SETS)}, got {name!r}")
-            sizes = KERNEL_SETS[name]
+            sizes = KERNEL_SETS[check_choice(name, "kernels", tuple(KERNEL_SETS))]
             cached = numba_cache.is_warm(dtype.name, narrow=name == "narrow")
             net = Network(sizes, ("sigmoid", "identity"), dtype=dtype, seed=0)
             start = time.perf_counter()
