@@ -62,3 +62,35 @@ def pytest_collection_modifyitems(config, items):
         (dropped if any(h in item.nodeid for h in HEAVY_WITHOUT_JIT) else kept).append(item)
     items[:] = kept
     config.hook.pytest_deselected(items=dropped)
+
+
+def pytest_sessionstart(session):
+    """Under pytest-xdist, compile the kernel sets that most tests run before the workers start.
+
+    Run by the controller alone, one process per dtype at once (``loopbp warm``), each
+    compiling into the cache that the workers then load from. Without it, on an empty
+    cache, every worker compiles the same kernel sets at about the same time, each the
+    whole of them: the same work once per worker. With a warm cache it loads and exits.
+    """
+    config = session.config
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return  # an xdist worker, or a run without workers
+    if numba.config.DISABLE_JIT:
+        return
+    import subprocess
+    import sys
+
+    warming = [
+        subprocess.Popen(
+            [sys.executable, "-m", "loopbp", "warm", "--dtype", dtype, "--kernels", "narrow,wide"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for dtype in ("float64", "float32")
+    ]
+    for process in warming:
+        _, err = process.communicate()
+        # A failure here shows again, with its test, when a worker compiles the same kernels.
+        if process.returncode != 0:
+            print(f"loopbp warm failed before the tests:\n{err[-2000:]}", file=sys.stderr)

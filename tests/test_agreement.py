@@ -53,7 +53,10 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
     # The plain kernels are the seed's loop nests as written: the second reference for
     # the kernels that the loops backend runs, on every path whatever this CPU is (a
     # vector wider than the host's runs in pieces: slow, and just as exact).
-    from loopbp import engine, layout, passes
+    # The fast side runs through the entry point that the library calls (driver.run), so
+    # that the host's kernel sets are the ones every other test uses, compiled once; the
+    # plain side needs no tile, so it runs with the portable workspace on every path.
+    from loopbp import driver, engine, layout, passes
     from loopbp.validation import activation_codes
 
     W, b, X, Y, acts = make_problem(sizes, m, activations_for("cycle", len(sizes) - 1), dtype)
@@ -67,42 +70,28 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
         work = engine.Workspace(sizes, m, dtype, tile=simd.tile(dtype, path), narrow=False)
     threads = numba.get_num_threads()
 
-    def run(tiled):
-        grad = np.empty_like(theta)
-        E = passes.gradient_pass(
-            theta,
-            sizes_array,
-            codes,
-            X,
-            Y,
-            grad,
-            work.activations,
-            work.deltas,
-            work.scratch,
-            work.squares,
-            work.tile,
-            work.narrow,
-            work.plan,
-            threads,
-            plain=None if tiled else True,
-        )
-        passes.forward_pass(
-            theta,
-            sizes_array,
-            codes,
-            X,
-            work.activations,
-            work.scratch,
-            work.tile,
-            work.narrow,
-            work.plan,
-            threads,
-            plain=None if tiled else True,
-        )
-        return E, grad, work.activations.copy()
+    grad_tiled = np.empty_like(theta)
+    unused = driver.unused_training_arguments(np.dtype(dtype))
+    status, E_tiled, _ = driver.run(
+        driver.GRADIENT, theta, sizes_array, codes, X, Y, grad_tiled, *work.buffers(), *unused, threads
+    )
+    assert status == passes.FINITE
+    # The forward pass alone (FORWARD) writes the same A^1..A^L as the gradient's.
+    work.activations[:] = np.nan
+    driver.run(driver.FORWARD, theta, sizes_array, codes, X, Y, grad_tiled, *work.buffers(), *unused, threads)
+    A_tiled = work.activations.copy()
 
-    E_plain, grad_plain, A_plain = run(False)
-    E_tiled, grad_tiled, A_tiled = run(True)
+    plain = engine.Workspace(sizes, m, dtype, tile=None, narrow=False)
+    grad_plain = np.empty_like(theta)
+    E_plain = passes.gradient_pass(
+        theta, sizes_array, codes, X, Y, grad_plain, *plain.buffers(), threads, plain=True
+    )
+    plain.activations[:] = np.nan
+    passes.forward_pass(
+        theta, sizes_array, codes, X, plain.activations, plain.scratch, None, None, plain.plan, threads, True
+    )
+    A_plain = plain.activations
+
     tol = TOLERANCE[np.dtype(dtype)]
     assert relative_difference(E_tiled, E_plain) <= tol
     dW_plain, db_plain = layout.unpack(grad_plain, sizes)

@@ -3,6 +3,7 @@ installed loopbp (``-E existing``) as a smoke run (``LOOPBP_BENCH_SMOKE=1``, ben
 every benchmark with every parameter once, on tiny sizes), with HOME in a temporary directory
 so that asv's machine file does not touch the user's. Nothing is timed or asserted about speed."""
 
+import json
 import os
 import pathlib
 import re
@@ -56,66 +57,64 @@ EXPECTED_SKIPS = {
 _SUMMARY = re.compile(r"^\[\s*[\d.]+%\] ··· (?P<name>[\w.]+)\s+(?P<result>\S.*?)\s*$", re.MULTILINE)
 
 
-@pytest.fixture(scope="module")
-def smoke_env(home):
-    """The environment of a smoke run (``LOOPBP_BENCH_SMOKE=1``), its kernels compiled beforehand.
+#: The class of the suite that asv itself runs in the test below.
+ASV_CLASS = "bench_fit.FitSine."
 
-    The kernels stay in the cache that the rest of the test run uses, not in the temporary
-    HOME, and one process compiles (or loads) each entry point the suite calls, through the
-    benchmarks' own setup: compiling them inside the benchmarks instead could exceed asv's
-    60 s timeout of a benchmark.
-    """
+
+def test_every_benchmark_runs_with_every_parameter(home):
+    # Every benchmark with every parameter, once, on tiny sizes (LOOPBP_BENCH_SMOKE=1), in
+    # one process (tests/asv_smoke.py: asv_runner's own benchmark objects, with what asv's
+    # --quick passes); then asv itself runs one small parametrised class of the suite end to
+    # end. (asv's run of the whole suite starts a process per combination, ~180 of them,
+    # each loading the kernels again: over a minute on two cores.) The kernels compiled
+    # first stay in the cache that the rest of the test run uses, so that asv's processes
+    # load them, well within asv's timeout of a benchmark.
+    from asv.util import load_json
+
     from loopbp import numba_cache
 
-    env = {"LOOPBP_BENCH_SMOKE": "1", "LOOPBP_CACHE_DIR": numba_cache.cache_root()}
-    warm_up = (
-        "from benchmarks import bench_fit, bench_gradient, common\n"
-        "for dtype in common.DTYPES:\n"
-        "    bench_gradient.GradientToy().setup(dtype, 'loops', 'all')\n"
-        "    bench_gradient.ForwardToy().setup(dtype, 'loops')\n"
-        "    bench_fit.FitSine().setup(dtype)\n"
-        "    bench_fit.FitDigits().setup(dtype)\n"
-    )
+    smoke = {"LOOPBP_BENCH_SMOKE": "1", "LOOPBP_CACHE_DIR": numba_cache.cache_root()}
     result = subprocess.run(
-        [sys.executable, "-c", warm_up],
+        [sys.executable, str(ROOT / "tests" / "asv_smoke.py"), str(ROOT / "benchmarks")],
         cwd=ROOT,
-        env=dict(os.environ, **env, HOME=str(home)),
+        env=dict(os.environ, **smoke, HOME=str(home)),
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return env
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert not [row for row in rows if "error" in row], result.stdout
+    assert {row["skipped"] for row in rows if "skipped" in row} <= EXPECTED_SKIPS, result.stdout
 
-
-def test_asv_quick_dry_run_of_the_whole_suite(home, smoke_env):
-    # Every benchmark with every parameter, once. forkserver: one process imports the suite
-    # (numba, loopbp) and forks each of the ~180 runs from it, where asv.conf.json's fresh
-    # interpreter for each would spend 1 to 1.5 s importing them, several minutes in all.
-    # COLUMNS: wide enough that asv prints the benchmarks' names whole.
+    # asv's side: one parametrised class, every combination in its own process, as a
+    # real `asv run` does it; its discovery lists the whole suite in benchmarks.json.
     result = _asv(
-        "run", "-E", "existing", "--quick", "--dry-run", "--show-stderr", "--launch-method", "forkserver",
-        home=home, env={**smoke_env, "COLUMNS": "250"}, timeout=900,
+        "run", "-E", "existing", "--quick", "--dry-run", "--show-stderr",
+        "--bench", f"^{re.escape(ASV_CLASS)}", home=home, env={**smoke, "COLUMNS": "250"}, timeout=900,
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "failed" not in output.lower(), output
-    assert "timed out" not in output.lower(), output
+    assert "failed" not in output.lower() and "timed out" not in output.lower(), output
     assert set(re.findall(r"asv: skipped: (.*)", output)) <= EXPECTED_SKIPS, output
+    results_dir = ROOT / load_json(ROOT / "asv.conf.json", js_comments=True)["results_dir"]
+    discovered = load_json(results_dir / "benchmarks.json")
+    discovered.pop("version")
+    summaries = {line["name"]: line["result"] for line in _SUMMARY.finditer(output)}
+    assert set(summaries) == {name for name in discovered if name.startswith(ASV_CLASS)}, output
+    assert "n/a" not in summaries.values(), output
 
-    # Every benchmark that asv discovered (this run saved them in its results directory)
-    # has one summary line, and a result there: not skipped as a whole.
-    from asv.util import load_json
-
-    results_dir = load_json(ROOT / "asv.conf.json", js_comments=True)["results_dir"]
-    discovered = set(load_json(ROOT / results_dir / "benchmarks.json")) - {"version"}
-    summaries = {}
-    for line in _SUMMARY.finditer(output):
-        summaries.setdefault(line["name"], []).append(line["result"])
-    assert set(summaries) == discovered, output
-    for name, results in summaries.items():
-        assert len(results) == 1 and results[0] != "n/a", (name, results, output)
+    # The one process ran every benchmark that asv discovers, with every combination of
+    # its parameters, and none was skipped as a whole.
+    ran = {}
+    for row in rows:
+        ran.setdefault(row["name"], []).append(row)
+    assert set(ran) == set(discovered)
+    for name, info in discovered.items():
+        combinations = int(np.prod([len(p) for p in info["params"]])) if info["params"] else 1
+        assert len(ran[name]) == combinations, name
+        assert any("skipped" not in row and row["result"] != "nan" for row in ran[name]), (name, ran[name])
 
 
 def test_matmul_baseline_agrees_with_einsum():

@@ -10,7 +10,7 @@ import pytest
 from problems import make_problem
 
 import loopbp
-from loopbp import engine, layout, passes, plan, simd
+from loopbp import driver, engine, layout, passes, plan, simd
 from loopbp.agreement import TOLERANCE, gradient_difference
 from loopbp.validation import activation_codes
 
@@ -45,7 +45,8 @@ def test_small_contractions_run_in_the_calling_thread():
 
 
 def _gradient(sizes, m, dtype, forced, threads):
-    # The whole gradient through the packed driver with every contraction's kernel forced.
+    # The whole gradient through the packed driver (the library's entry point, so that it
+    # compiles nothing the other tests do not) with every contraction's kernel forced.
     W, b, X, Y, acts = make_problem(sizes, m, ["tanh"] * (len(sizes) - 2) + ["sigmoid"], dtype=dtype)
     work = engine.Workspace(sizes, m, dtype, narrow=False)
     if forced is not None:
@@ -57,9 +58,20 @@ def _gradient(sizes, m, dtype, forced, threads):
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        E = passes.gradient_pass(
-            theta, np.array(sizes, np.int64), activation_codes(acts), X, Y, grad, *work.buffers(), threads
+        unused = driver.unused_training_arguments(np.dtype(dtype))
+        status, E, _ = driver.run(
+            driver.GRADIENT,
+            theta,
+            np.array(sizes, np.int64),
+            activation_codes(acts),
+            X,
+            Y,
+            grad,
+            *work.buffers(),
+            *unused,
+            threads,
         )
+        assert status == passes.FINITE
     finally:
         numba.set_num_threads(previous)
     dW, db = layout.unpack(grad, tuple(sizes))

@@ -1,0 +1,85 @@
+"""Every benchmark of the asv suite with every parameter, once, in this one process.
+
+asv's own ``run --quick`` starts a process for each of the suite's ~180 benchmark and
+parameter combinations, and each of them loads the compiled kernels from the cache again:
+over a minute on two cores for work that takes a few seconds. This runs the same
+benchmarks through asv_runner's own discovery and benchmark objects (setup, the timed
+call, teardown, ``setup_cache``), with the parameters that ``asv run --quick`` passes,
+one after another in one process. ``tests/test_benchmarks.py`` runs it with
+``LOOPBP_BENCH_SMOKE=1`` and checks that every benchmark gave a result or skipped itself
+for an expected reason; a real ``asv run`` of a few benchmarks there keeps asv's side
+covered.
+
+Prints one JSON object a line: the benchmark's name, its parameters, and either its
+result (``repr``), the message it skipped with, or the error it raised, and the seconds
+it took.
+"""
+
+import contextlib
+import io
+import itertools
+import json
+import math
+import os
+import sys
+import time
+import traceback
+
+from asv_runner.benchmarks.mark import SkipNotImplemented
+from asv_runner.discovery import disc_benchmarks, get_benchmark_from_name
+
+#: What ``asv run --quick`` adds to every benchmark's attributes (asv/runner.py).
+QUICK = {"number": 1, "repeat": 1, "warmup_time": 0, "rounds": 1}
+
+
+def run_one(root, name, index, caches):
+    """(result, skipped, error) of benchmark `name` with parameter combination `index`."""
+    benchmark = get_benchmark_from_name(root, name if index is None else f"{name}-{index}", QUICK)
+    if benchmark.setup_cache_key is not None:
+        if benchmark.setup_cache_key not in caches:
+            caches[benchmark.setup_cache_key] = benchmark.do_setup_cache()
+        benchmark.set_cache(caches[benchmark.setup_cache_key])
+    else:
+        benchmark.set_cache(None)
+    printed = io.StringIO()
+    result = skipped = error = None
+    with contextlib.redirect_stdout(printed):
+        try:
+            if benchmark.do_setup():
+                result = math.nan
+            else:
+                try:
+                    result = benchmark.do_run()
+                except SkipNotImplemented as e:
+                    result, skipped = math.nan, repr(e)
+            benchmark.do_teardown()
+        except Exception:
+            error = traceback.format_exc()
+    for line in printed.getvalue().splitlines():
+        if line.startswith("asv: skipped: "):
+            skipped = line[len("asv: skipped: ") :].strip()
+    return result, skipped, error
+
+
+def main(root):
+    root = os.path.abspath(root)
+    sys.path.insert(0, os.path.dirname(root))  # the suite imports as a package, as under asv
+    caches = {}
+    for benchmark in sorted(disc_benchmarks(root), key=lambda b: b.name):
+        combinations = len(list(itertools.product(*benchmark.params))) if benchmark.params else 0
+        for index in range(combinations) if combinations else [None]:
+            start = time.perf_counter()
+            result, skipped, error = run_one(root, benchmark.name, index, caches)
+            seconds = time.perf_counter() - start
+            params = None if index is None else list(itertools.product(*benchmark.params))[index]
+            line = {"name": benchmark.name, "params": repr(params), "result": repr(result)}
+            line["seconds"] = seconds
+            if skipped is not None:
+                line["skipped"] = skipped
+            if error is not None:
+                line["error"] = error
+            print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
