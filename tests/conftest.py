@@ -54,7 +54,21 @@ HEAVY_WITHOUT_JIT = (
 )
 
 
+#: The tests that take longest, each some tens of seconds on 2 cores, most of it compiling
+#: in processes of their own. They run first, so that the workers of pytest-xdist share
+#: out the rest while these run, instead of one worker finishing alone with one of them.
+LONGEST_FIRST = (
+    "test_numba_cache.py::test_three_processes_compiling",
+    "test_install.py::test_install_run_uninstall_reinstall",
+    "test_benchmarks.py::test_every_benchmark_runs_with_every_parameter",
+    "test_activations.py::test_float32_kernels_do_no_float64_arithmetic",
+    "-avx512]",  # test_agreement.py's kernels of a wider vector than the host's, compiled
+)
+
+
 def pytest_collection_modifyitems(config, items):
+    # A stable sort: the order of the rest is kept.
+    items.sort(key=lambda item: not any(name in item.nodeid for name in LONGEST_FIRST))
     if not numba.config.DISABLE_JIT:
         return
     kept, dropped = [], []
