@@ -193,15 +193,18 @@ def _pack_panel(P, mr, t, panels, row_sums):
 
 
 @njit(cache=True)
-def _columns_block(tile, panels, rows, p_steps, Q, C, block, n_blocks, scratch, slot):
-    """C[p0:p1, q0:q1] = P Q[:, q0:q1] for the columns of `block` (of `n_blocks`, `_block_columns`).
+def _columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, slot):
+    """C[p0:p1, q0:q1] = P Q[:, q0:q1] for the columns of `block` (of `n_blocks`, `_block_columns`),
+    then `epilogue` on them.
 
     `rows` = (p0, p1), p0 a multiple of MR: the rows of C that this call computes.
 
     P (n_p x K) comes packed in `panels` (`pack_rows`) when `p_steps` is (0, 0, 0), else
     lies in `panels` as it is, P[p, k] = panels[start + k k_step + p p_step] for
     `p_steps` = (start, k_step, p_step); the block's Q is packed here, one chunk of k at
-    a time.
+    a time. Each panel of MR rows gets its epilogue as soon as its last chunk of k is
+    summed, while its MR x NC values are in the L1 or L2 cache (a whole block of a wide
+    layer is megabytes, out of cache by the time its last row is summed).
     """
     mr, nr = simd.tile_shape(tile)
     K = Q.shape[0]
@@ -253,11 +256,30 @@ def _columns_block(tile, panels, rows, p_steps, Q, C, block, n_blocks, scratch, 
                         min(nr, q0 + qn - col),
                         k0 > 0,
                     )
+            if chunk == n_chunks - 1:
+                _epilogue(epilogue, b, code, A, C, p0, min(p0 + mr, rows[1]), q0, q1)
     if K == 0:
         # No k at all: the sum is empty.
         for p in range(rows[0], rows[1]):
             for s in range(qn):
                 C[p, q0 + s] = 0
+        _epilogue(epilogue, b, code, A, C, rows[0], rows[1], q0, q1)
+
+
+# A function of its own, called, as the epilogue was when it ran after the whole block: the
+# function that holds the micro-kernel's loops compiles as it did.
+@njit(cache=True)
+def _epilogue(epilogue, b, code, A, C, p0, p1, c0, c1):
+    # `epilogue` on rows p0..p1 - 1 of C, columns c0..c1 - 1, whose sums are complete.
+    if epilogue == BIAS_AND_G:
+        for i in range(p0, p1):
+            row = C[i, c0:c1]
+            for s in range(c1 - c0):
+                row[s] += b[i]
+            activate_row(code, row)
+    elif epilogue == TIMES_G_PRIME:
+        for i in range(p0, p1):
+            multiply_by_derivative_row(code, A[i, c0:c1], C[i, c0:c1])
 
 
 @njit(cache=True)
@@ -295,18 +317,8 @@ TIMES_G_PRIME = np.int64(2)  # dE/dZ: C_ic *= g'(Z_ic), written with A_ic = g(Z_
 def _contraction_block(
     tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, slot
 ):
-    # One block of rows and columns of `_contraction`, then its epilogue while it is in cache.
-    _columns_block(tile, panels, rows, p_steps, Q, C, block, n_blocks, scratch, slot)
-    c0, c1 = _block_columns(tile, C.shape[1], block, n_blocks)
-    if epilogue == BIAS_AND_G:
-        for i in range(rows[0], rows[1]):
-            row = C[i, c0:c1]
-            for s in range(c1 - c0):
-                row[s] += b[i]
-            activate_row(code, row)
-    elif epilogue == TIMES_G_PRIME:
-        for i in range(rows[0], rows[1]):
-            multiply_by_derivative_row(code, A[i, c0:c1], C[i, c0:c1])
+    # One block of rows and columns of `_contraction`, with its epilogue.
+    _columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, slot)
 
 
 @njit(parallel=True)

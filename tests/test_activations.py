@@ -128,6 +128,10 @@ def test_float32_kernels_do_no_float64_arithmetic():
             (np.int64(0), np.int64(0), np.int64(0)),
             A_prev,
             A,
+            packed_kernels.BIAS_AND_G,  # the epilogue, g(C + b): its branch and TIMES_G_PRIME's
+            b,
+            1,
+            A,
             0,
             32,
             np.ones(packed_kernels.scratch_length(simd.tile(f32, "avx512"), 1, [(2, 4)]), f32),
