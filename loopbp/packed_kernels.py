@@ -41,8 +41,8 @@ on the zero-padded panels, and write back only their part inside C (masked store
 Every element's sum runs over k in chunk order, one fused multiply-add per step inside a
 chunk, and the chunk sums are added to C in order; how q is cut into blocks, and which
 thread takes which block, never changes a sum: 1 thread and N threads give bitwise equal
-results. The elementwise steps that follow a contraction run on each block of columns
-right after its last chunk, while it is in cache: the bias and g in the forward pass,
+results. The elementwise steps that follow a contraction run on each panel of MR rows of
+a block right after its last chunk, while it is in cache: the bias and g in the forward pass,
 g' in dE/dA; and dE/db is summed from each row of dE/dZ while dE/dW packs it.
 """
 
@@ -305,8 +305,8 @@ def _block_columns(tile, n_q, block, n_blocks):
     return min(n_q, block * n_panels // n_blocks * nr), min(n_q, (block + 1) * n_panels // n_blocks * nr)
 
 
-#: What `_contraction` does to each block of columns of C once its sums are complete,
-#: while the block is in cache. NumPy integers, not Python ints: Numba would type a
+#: What `_contraction` does to each panel of rows of C once its sums are complete,
+#: while the panel is in cache. NumPy integers, not Python ints: Numba would type a
 #: Python int constant as a literal and compile `_contraction` once for each value.
 NO_EPILOGUE = np.int64(0)  # dE/dW: nothing
 BIAS_AND_G = np.int64(1)  # forward: C_ic = g(C_ic + b_i)
@@ -323,7 +323,7 @@ def _contraction_block(
 
 @njit(parallel=True)
 def _contraction(tile, panels, n_p, p_steps, Q, C, epilogue, b, code, A, scratch, threads):
-    """C = P Q, with P (n_p x K) in `panels`, then `epilogue` on each block of C's columns.
+    """C = P Q, with P (n_p x K) in `panels`, and `epilogue` on each panel of C's rows.
 
     P is packed (`pack_rows`) for `p_steps` = (0, 0, 0), else read in place as
     `_columns_block` says.
