@@ -24,7 +24,7 @@ CASES = {
     "wide": ((1024, 1024, 1024, 1024), 4_096),
 }
 
-#: Narrow layers of odd widths (issue 12), appended after the reference cases.
+#: Narrow layers of odd widths, appended after the reference cases.
 CASES["narrow"] = ((13, 37, 29, 7), 999)
 
 DTYPES = ["float64", "float32"]

@@ -106,7 +106,9 @@ def _fit_step_function(system, W, b, X, Y, acts):
         raise SystemExit("PyTorch sees no CUDA GPU")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    functions = {"identity": lambda z: z, "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
+    from loopbp.compare import torch_activations
+
+    functions = torch_activations()
     params = [torch.tensor(p, device="cuda", requires_grad=True) for p in [*net.W, *net.b]]
     L = len(net.W)
     Xt, Yt, m = torch.tensor(X, device="cuda"), torch.tensor(Y, device="cuda"), X.shape[1]

@@ -254,7 +254,9 @@ def _numpy_trainer(X, Y, acts, alpha, batch_size, seed):
 def _torch_trainer(X, Y, acts, alpha, batch_size, seed):
     import torch
 
-    functions = {"identity": lambda z: z, "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
+    from loopbp.compare import torch_activations
+
+    functions = torch_activations()
     Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
     # One sample per row, so that a batch is a gather of contiguous rows.
     Xs, Ys = torch.from_numpy(np.ascontiguousarray(X.T)), torch.from_numpy(np.ascontiguousarray(Y.T))
@@ -298,7 +300,9 @@ def _jax_trainer(X, Y, acts, alpha, batch_size, seed):
     jax.config.update("jax_enable_x64", X.dtype == np.float64)
     import jax.numpy as jnp
 
-    functions = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}
+    from loopbp.compare import jax_activations
+
+    functions = jax_activations()
     Xj, Yj = jnp.asarray(X), jnp.asarray(Y)
     # One sample per row, so that a batch is a gather of contiguous rows.
     Xs, Ys = jnp.asarray(np.ascontiguousarray(X.T)), jnp.asarray(np.ascontiguousarray(Y.T))

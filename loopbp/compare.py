@@ -86,6 +86,21 @@ def device_of(backends: Sequence[str]) -> str:
     return "cuda" if "cuda" in backends else "cpu"
 
 
+def torch_activations():
+    """{name: function} of every loopbp activation in PyTorch, for the peers and the tests."""
+    import torch
+
+    return {"identity": lambda z: z, "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
+
+
+def jax_activations():
+    """{name: function} of every loopbp activation in JAX, for the peers and the tests."""
+    import jax
+    import jax.numpy as jnp
+
+    return {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}
+
+
 def _torch_gradient(net, X, Y, device):
     import torch
 
@@ -95,7 +110,7 @@ def _torch_gradient(net, X, Y, device):
         # The comparison is of float32 arithmetic, not of TF32's 10-bit products.
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    functions = {"identity": lambda z: z, "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
+    functions = torch_activations()
     W = [torch.tensor(w, device=device, requires_grad=True) for w in net.W]
     b = [torch.tensor(v, device=device, requires_grad=True) for v in net.b]
     Xt, Yt = torch.tensor(X, device=device), torch.tensor(Y, device=device)
@@ -123,7 +138,7 @@ def _jax_gradient(net, X, Y, device):
     # Committed to one device, the data take the jitted function there.
     target = jax.devices("gpu" if device == "cuda" else "cpu")[0]
 
-    functions = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}
+    functions = jax_activations()
     m = X.shape[1]
 
     def error(params, X, Y):
