@@ -221,16 +221,17 @@ def _gradient_chunk(theta, sizes, codes, X, Y, grad, activations, deltas, chunk)
             A = matrix(activations, activation_offset(sizes, m, l), sizes[l], m)
             forward_block(W, b, codes[l - 1], A_prev, A, c0, c1)
             A_prev = A
-        delta = matrix(deltas[0], 0, sizes[L], m)
+        # np.int64(0), not 0: a literal would compile `matrix` once more (see passes.forward_pass).
+        delta = matrix(deltas[0], np.int64(0), sizes[L], m)
         output_delta_block(codes[L - 1], A_prev, Y, delta, m, c0, c1)
         for l in range(L, 0, -1):
-            delta = matrix(deltas[(L - l) % 2], 0, sizes[l], m)
+            delta = matrix(deltas[(L - l) % 2], np.int64(0), sizes[l], m)
             A_prev = matrix(activations, activation_offset(sizes, m, l - 1), sizes[l - 1], m) if l > 1 else X
             dW, db = weights(grad, sizes, l), biases(grad, sizes, l)
             weight_gradient_block(delta, A_prev, dW, db, c0, c1, first)
             if l > 1:
                 W = weights(theta, sizes, l)
-                previous = matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
+                previous = matrix(deltas[(L - l + 1) % 2], np.int64(0), sizes[l - 1], m)
                 hidden_delta_block(W, delta, codes[l - 2], A_prev, previous, c0, c1)
         first = False
 

@@ -107,7 +107,9 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, pla
     L = sizes.shape[0] - 1
     m = X.shape[1]
     parallel = threads > 1
-    panels, blocks = split_scratch(scratch, shared_scratch_length(tile, sizes, m, False))
+    # np.bool_(False), np.int64(0) below, not False and 0: Numba types a constant argument as
+    # a literal and compiles the callee once more for each literal value.
+    panels, blocks = split_scratch(scratch, shared_scratch_length(tile, sizes, m, np.bool_(False)))
     A_prev = X
     for l in range(1, L + 1):
         W = weights(theta, sizes, l)
@@ -221,7 +223,7 @@ def _gradient_pass(
     if plan is None:
         return 0.0  # (a narrow network's driver: see `forward_pass`)
     parallel = threads > 1
-    shared = shared_scratch_length(tile, sizes, m, True)
+    shared = shared_scratch_length(tile, sizes, m, np.bool_(True))
     panels, blocks = split_scratch(scratch, shared)
     # Stopping inside the forward pass: the forward pass of the first layers alone is that
     # of the network cut after them, as A^l depends on the layers up to l only.
@@ -237,7 +239,7 @@ def _gradient_pass(
         return 0.0
 
     # dE/dA^L and E, then dE/dZ^L in place.
-    delta = matrix(deltas[0], 0, sizes[L], m)
+    delta = matrix(deltas[0], np.int64(0), sizes[L], m)
     A_L = output(activations, sizes, m)
     kernels.output_delta(A_L, Y, delta, squares, parallel)
     E = _sum_in_order(squares) / (2.0 * m)
@@ -252,7 +254,7 @@ def _gradient_pass(
     for l in range(L, 0, -1):
         # delta holds dE/dZ^l; the other buffer receives dE/dZ^(l-1).
         A_prev = matrix(activations, activation_offset(sizes, m, l - 1), sizes[l - 1], m) if l > 1 else X
-        delta = matrix(deltas[(L - l) % 2], 0, sizes[l], m)
+        delta = matrix(deltas[(L - l) % 2], np.int64(0), sizes[l], m)
         dW = weights(grad, sizes, l)
         db = biases(grad, sizes, l)
         if plain is not None:
@@ -272,14 +274,14 @@ def _gradient_pass(
             return E
         if l > 1:
             W = weights(theta, sizes, l)
-            previous = matrix(deltas[(L - l + 1) % 2], 0, sizes[l - 1], m)
+            previous = matrix(deltas[(L - l + 1) % 2], np.int64(0), sizes[l - 1], m)
             code = codes[l - 2]
             if plain is not None:
                 kernels.hidden_delta(W, delta, previous)
                 kernels.delta_to_z(code, A_prev, previous, parallel)
             elif tile is None:
                 # (W^l)^T goes at the head of the shared scratch (`shared_scratch_length`).
-                W_T = matrix(panels, 0, sizes[l - 1], sizes[l])
+                W_T = matrix(panels, np.int64(0), sizes[l - 1], sizes[l])
                 tiled_kernels.transpose(W, W_T)
                 tiled_kernels.hidden_delta_to_z(W_T, delta, code, A_prev, previous, blocks, parallel)
             else:
