@@ -266,8 +266,7 @@ def _columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, bloc
         _epilogue(epilogue, b, code, A, C, rows[0], rows[1], q0, q1)
 
 
-# A function of its own, called, as the epilogue was when it ran after the whole block: the
-# function that holds the micro-kernel's loops compiles as it did.
+# Called, not inlined, so that the loop nest around the micro-kernel compiles without it.
 @njit(cache=True)
 def _epilogue(epilogue, b, code, A, C, p0, p1, c0, c1):
     # `epilogue` on rows p0..p1 - 1 of C, columns c0..c1 - 1, whose sums are complete.
@@ -313,14 +312,6 @@ BIAS_AND_G = np.int64(1)  # forward: C_ic = g(C_ic + b_i)
 TIMES_G_PRIME = np.int64(2)  # dE/dZ: C_ic *= g'(Z_ic), written with A_ic = g(Z_ic)
 
 
-@njit(cache=True)
-def _contraction_block(
-    tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, slot
-):
-    # One block of rows and columns of `_contraction`, with its epilogue.
-    _columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, slot)
-
-
 @njit(parallel=True)
 def _contraction(tile, panels, n_p, p_steps, Q, C, epilogue, b, code, A, scratch, threads):
     """C = P Q, with P (n_p x K) in `panels`, and `epilogue` on each panel of C's rows.
@@ -345,7 +336,7 @@ def _contraction(tile, panels, n_p, p_steps, Q, C, epilogue, b, code, A, scratch
         for item in prange(n_blocks * parts):
             block, part = np.int64(item) // parts, np.int64(item) % parts
             # prange's index is unsigned; as int64 it shares the serial branch's compiled block.
-            _contraction_block(
+            _columns_block(
                 tile,
                 panels,
                 _part_rows(tile, n_p, part, parts),
@@ -365,7 +356,7 @@ def _contraction(tile, panels, n_p, p_steps, Q, C, epilogue, b, code, A, scratch
         rows = (np.int64(0), np.int64(n_p))
         for block in range(n_blocks):
             # np.int64(0), not 0: a literal 0 would compile every block function again.
-            _contraction_block(
+            _columns_block(
                 tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, np.int64(0)
             )
 

@@ -10,9 +10,13 @@ one after another in one process. ``tests/test_benchmarks.py`` runs it with
 for an expected reason; a real ``asv run`` of a few benchmarks there keeps asv's side
 covered.
 
-Prints one JSON object a line: the benchmark's name, its parameters, and either its
-result (``repr``), the message it skipped with, or the error it raised, and the seconds
-it took.
+Prints one line per benchmark and combination, `MARK` then a JSON object: the
+benchmark's name, its parameters, and either its result (``repr``), the message it
+skipped with, or the error it raised; the seconds it took and asv's timeout for it.
+
+One process is not quite asv's fresh process per benchmark: Numba's thread count is set
+back to its default before each benchmark here, as a new process would start with it, and
+what ``benchmarks/common.py`` caches per process (the prepared calls) is shared.
 """
 
 import contextlib
@@ -25,15 +29,21 @@ import sys
 import time
 import traceback
 
+import numba
 from asv_runner.benchmarks.mark import SkipNotImplemented
 from asv_runner.discovery import disc_benchmarks, get_benchmark_from_name
 
 #: What ``asv run --quick`` adds to every benchmark's attributes (asv/runner.py).
 QUICK = {"number": 1, "repeat": 1, "warmup_time": 0, "rounds": 1}
+#: asv's timeout of a benchmark that sets none, in seconds.
+DEFAULT_TIMEOUT = 60.0
+#: What starts each line of results, so that nothing else printed is taken for one.
+MARK = "asv-smoke: "
 
 
 def run_one(root, name, index, caches):
     """(result, skipped, error) of benchmark `name` with parameter combination `index`."""
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     benchmark = get_benchmark_from_name(root, name if index is None else f"{name}-{index}", QUICK)
     if benchmark.setup_cache_key is not None:
         if benchmark.setup_cache_key not in caches:
@@ -58,7 +68,7 @@ def run_one(root, name, index, caches):
     for line in printed.getvalue().splitlines():
         if line.startswith("asv: skipped: "):
             skipped = line[len("asv: skipped: ") :].strip()
-    return result, skipped, error
+    return result, skipped, error, benchmark.timeout or DEFAULT_TIMEOUT
 
 
 def main(root):
@@ -69,16 +79,16 @@ def main(root):
         combinations = len(list(itertools.product(*benchmark.params))) if benchmark.params else 0
         for index in range(combinations) if combinations else [None]:
             start = time.perf_counter()
-            result, skipped, error = run_one(root, benchmark.name, index, caches)
+            result, skipped, error, timeout = run_one(root, benchmark.name, index, caches)
             seconds = time.perf_counter() - start
             params = None if index is None else list(itertools.product(*benchmark.params))[index]
             line = {"name": benchmark.name, "params": repr(params), "result": repr(result)}
-            line["seconds"] = seconds
+            line["seconds"], line["timeout"] = seconds, timeout
             if skipped is not None:
                 line["skipped"] = skipped
             if error is not None:
                 line["error"] = error
-            print(json.dumps(line), flush=True)
+            print(MARK + json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":

@@ -54,21 +54,7 @@ HEAVY_WITHOUT_JIT = (
 )
 
 
-#: The tests that take longest, each some tens of seconds on 2 cores, most of it compiling
-#: in processes of their own. They run first, so that the workers of pytest-xdist share
-#: out the rest while these run, instead of one worker finishing alone with one of them.
-LONGEST_FIRST = (
-    "test_numba_cache.py::test_three_processes_compiling",
-    "test_install.py::test_install_run_uninstall_reinstall",
-    "test_benchmarks.py::test_every_benchmark_runs_with_every_parameter",
-    "test_activations.py::test_float32_kernels_do_no_float64_arithmetic",
-    "-avx512]",  # test_agreement.py's kernels of a wider vector than the host's, compiled
-)
-
-
 def pytest_collection_modifyitems(config, items):
-    # A stable sort: the order of the rest is kept.
-    items.sort(key=lambda item: not any(name in item.nodeid for name in LONGEST_FIRST))
     if not numba.config.DISABLE_JIT:
         return
     kept, dropped = [], []
@@ -87,8 +73,8 @@ def pytest_sessionstart(session):
     whole of them: the same work once per worker. With a warm cache it loads and exits.
     """
     config = session.config
-    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
-        return  # an xdist worker, or a run without workers
+    if hasattr(config, "workerinput") or not config.pluginmanager.has_plugin("dsession"):
+        return  # an xdist worker, or a run without workers (-n 0, --collect-only)
     if numba.config.DISABLE_JIT:
         return
     import subprocess
@@ -104,7 +90,11 @@ def pytest_sessionstart(session):
         for dtype in ("float64", "float32")
     ]
     for process in warming:
-        _, err = process.communicate()
+        try:
+            _, err = process.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
         # A failure here shows again, with its test, when a worker compiles the same kernels.
         if process.returncode != 0:
             print(f"loopbp warm failed before the tests:\n{err[-2000:]}", file=sys.stderr)

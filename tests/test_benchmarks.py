@@ -1,7 +1,8 @@
-"""Keeps the asv suite from rotting: `asv check`, and a quick dry run of the whole suite on the
-installed loopbp (``-E existing``) as a smoke run (``LOOPBP_BENCH_SMOKE=1``, benchmarks/common.py:
-every benchmark with every parameter once, on tiny sizes), with HOME in a temporary directory
-so that asv's machine file does not touch the user's. Nothing is timed or asserted about speed."""
+"""Keeps the asv suite from rotting: `asv check`, every benchmark with every parameter once on tiny
+sizes (``LOOPBP_BENCH_SMOKE=1``, benchmarks/common.py) through asv's own runner in one process
+(tests/asv_smoke.py), and a quick dry run of one class by asv itself on the installed loopbp
+(``-E existing``), with HOME in a temporary directory so that asv's machine file does not touch
+the user's. Nothing is asserted about speed but asv's timeout of a benchmark."""
 
 import json
 import os
@@ -84,8 +85,11 @@ def test_every_benchmark_runs_with_every_parameter(home):
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    mark = "asv-smoke: "  # tests/asv_smoke.py's MARK
+    rows = [json.loads(line[len(mark) :]) for line in result.stdout.splitlines() if line.startswith(mark)]
     assert not [row for row in rows if "error" in row], result.stdout
+    # Within asv's timeout of each benchmark, as asv would enforce it.
+    assert not [row for row in rows if row["seconds"] >= row["timeout"]], result.stdout
     assert {row["skipped"] for row in rows if "skipped" in row} <= EXPECTED_SKIPS, result.stdout
 
     # asv's side: one parametrised class, every combination in its own process, as a

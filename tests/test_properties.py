@@ -81,9 +81,9 @@ def test_gradient_equals_torch_autograd(case):
     import torch
 
     net, X, Y = seeded_problem(*case)
-    from loopbp.compare import torch_activations
-
-    functions = torch_activations()
+    # Written out here, not taken from loopbp.compare: the reference stands apart from
+    # what it checks.
+    functions = {"identity": lambda z: z, "sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}
     W = [torch.tensor(w, requires_grad=True) for w in net.W]
     b = [torch.tensor(v, requires_grad=True) for v in net.b]
     A = torch.tensor(X)

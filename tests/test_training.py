@@ -339,8 +339,8 @@ def test_ctrl_c_stops_fit_with_the_parameters_of_the_last_finished_epoch():
         """
         import os, signal, threading, numpy as np, loopbp
         from loopbp.examples import sine_data
-        # Python's own handler: a parent that ignores SIGINT (a pytest-xdist worker)
-        # passes that on to its children.
+        # Python's own handler: a process started in the background by a non-interactive
+        # shell ignores SIGINT, and passes that on to its children, this one too.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         X, Y = sine_data()
         net = loopbp.Network([1, 20, 1], ["sigmoid", "identity"], seed=0)
