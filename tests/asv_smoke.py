@@ -76,12 +76,12 @@ def main(root):
     sys.path.insert(0, os.path.dirname(root))  # the suite imports as a package, as under asv
     caches = {}
     for benchmark in sorted(disc_benchmarks(root), key=lambda b: b.name):
-        combinations = len(list(itertools.product(*benchmark.params))) if benchmark.params else 0
-        for index in range(combinations) if combinations else [None]:
+        # (index, parameters) of each combination, in asv's order; (None, None) without any.
+        combinations = list(enumerate(itertools.product(*benchmark.params))) if benchmark.params else []
+        for index, params in combinations or [(None, None)]:
             start = time.perf_counter()
             result, skipped, error, timeout = run_one(root, benchmark.name, index, caches)
             seconds = time.perf_counter() - start
-            params = None if index is None else list(itertools.product(*benchmark.params))[index]
             line = {"name": benchmark.name, "params": repr(params), "result": repr(result)}
             line["seconds"], line["timeout"] = seconds, timeout
             if skipped is not None:

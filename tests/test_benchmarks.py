@@ -85,8 +85,9 @@ def test_every_benchmark_runs_with_every_parameter(home):
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    mark = "asv-smoke: "  # tests/asv_smoke.py's MARK
-    rows = [json.loads(line[len(mark) :]) for line in result.stdout.splitlines() if line.startswith(mark)]
+    from asv_smoke import MARK
+
+    rows = [json.loads(line[len(MARK) :]) for line in result.stdout.splitlines() if line.startswith(MARK)]
     assert not [row for row in rows if "error" in row], result.stdout
     # Within asv's timeout of each benchmark, as asv would enforce it.
     assert not [row for row in rows if row["seconds"] >= row["timeout"]], result.stdout
