@@ -12,7 +12,12 @@ accuracy of ``NetworkClassifier`` the same way. Needs the ``sklearn`` extra.
 """
 
 import argparse
+import os
 import sys
+
+# The fast kernels from the first call, so that the scores do not depend on when a
+# background compile ends (loopbp.warming).
+os.environ.setdefault("LOOPBP_COMPILE", "foreground")
 
 import numpy as np
 

@@ -392,21 +392,32 @@ def _say(message: str, command: str = "compare") -> None:
     print(f"loopbp {command}: {message}", file=sys.stderr, flush=True)
 
 
-def _note_compile(dtype: str, command: str, *networks) -> None:
+def _note_compile(dtype: str, command: str, *networks, background: bool = False) -> None:
     """Say, before the loop kernels compile for `dtype`, that they will and for how long.
 
     `networks` are the sizes of the networks the command runs; each kernel set they need
-    that the cache does not hold gets its note.
+    that the cache does not hold gets its note. `background`: the command runs the plain
+    loops while a background process compiles the fast kernels (``loopbp.warming``).
     """
     from . import warming
 
     for kernels in dict.fromkeys(warming.kernel_set(sizes) for sizes in networks):
         if not numba_cache.is_warm(dtype, narrow=kernels == "narrow"):
+            seconds = warming.COMPILE_SECONDS[kernels]
+            if background:
+                what = (
+                    f"compiling the fast loop kernels for {dtype} ({kernels} set) in a background process "
+                    f"(once after installing or changing loopbp: about {seconds} s on 2 cores); until they "
+                    f"are ready, the plain loops run in one thread"
+                )
+            else:
+                what = (
+                    f"compiling the loop kernels for {dtype} ({kernels} set; once after installing or "
+                    f"changing loopbp: about {seconds} s on 2 cores)"
+                )
             _say(
-                f"compiling the loop kernels for {dtype} ({kernels} set; once after installing or "
-                f"changing loopbp: about {warming.COMPILE_SECONDS[kernels]} s on 2 cores); later runs "
-                f"load them from the cache (`loopbp cache` says where; `loopbp warm` compiles ahead "
-                f"of time)",
+                f"{what}; later runs load them from the cache (`loopbp cache` says where; `loopbp warm` "
+                f"compiles ahead of time)",
                 command,
             )
 
@@ -622,7 +633,9 @@ def train(args: argparse.Namespace) -> int:
         )
         run, extra, sizes = examples.train_digits, {"hidden": args.hidden}, (64, args.hidden, 10)
     if args.backend == "loops":
-        _note_compile("float64", "train", sizes)
+        from . import warming
+
+        _note_compile("float64", "train", sizes, background=warming.compile_mode() == "background")
     try:
         result = run(
             epochs=args.epochs,

@@ -1,8 +1,9 @@
 """The one compiled entry point of the loops backend: a gradient, a forward pass or epochs of descent.
 
-Every call from Python into the loop kernels goes through `run` (``loopbp.engine`` makes
-the calls). One entry point, not one per task, because each compiled function that
-Python calls is a library of its own, and Numba has LLVM optimise again, inside each
+Every call from Python into the fast loop kernels goes through `run` (``loopbp.engine``
+makes the calls; until `run` is compiled, ``loopbp.serial_driver.run`` stands in for it).
+One entry point, not one per task, because each compiled function that Python calls is a
+library of its own, and Numba has LLVM optimise again, inside each
 library, every kernel linked into it: 4 to 10 s per library on the 2-core machines
 here. With one entry point, a network's kernels are typed and optimised once per dtype
 and kernel set, and a `fit` or a `predict` after the first gradient compiles nothing.

@@ -11,7 +11,9 @@ kernel profiler (``benchmarks/kernel_profile.py``, through `Engine.kernel_times`
   return.
 - An `Engine` knows one network's sizes, activations and dtype, and makes the calls into
   the one compiled entry point, ``loopbp.driver.run``, with threads when they pay
-  (`worth_threads`) and under ``loopbp.thread_safety``'s rules.
+  (`worth_threads`) and under ``loopbp.thread_safety``'s rules; until the fast kernels are
+  compiled, into ``loopbp.serial_driver.run``, which takes the same arguments
+  (``loopbp.warming`` chooses).
 - Finiteness is checked once per call: the gradient's inputs and results inside its
   compiled call (``driver.run``), the forward pass's and E by
   `require_finite`; `overflow_error` is the error for finite inputs with a non-finite
@@ -318,7 +320,9 @@ class Engine:
         # training arguments: values of the same types, so that one compiled function serves.
         self._no_Y, self._no_grad = np.empty((0, 0), dtype), np.empty(0, dtype)
         self._not_training = driver.unused_training_arguments(np.dtype(dtype))
-        self._noted = False  # whether warming.note_first_call has run for this engine
+        # driver.run once this process runs the fast kernels for this network; until then
+        # warming.entry_point chooses at each call (see loopbp.warming).
+        self._fast_entry = None
 
     def ready_samples(self, X, Y) -> int:
         """m if X and Y can go to the kernels as they are (ndarrays of the dtype and shape,
@@ -332,17 +336,20 @@ class Engine:
         return layout.unpack(flat, self.sizes)
 
     def _run(self, mode, X, Y, theta, grad, workspace, training=None):
-        # driver.run in `mode`, threaded when it pays and under thread_safety's lock.
-        if not self._noted:
-            warming.note_first_call(self.sizes, self.dtype)
-            self._noted = True
+        # driver.run in `mode` (or, until its kernels are compiled, serial_driver.run),
+        # threaded when it pays and under thread_safety's lock.
+        entry = self._fast_entry
+        if entry is None:
+            entry = warming.entry_point(self.sizes, self.dtype)
+            if entry is driver.run:
+                self._fast_entry = entry
         if not theta.flags.writeable and mode != driver.TRAIN:
             # driver.run is compiled for a writeable theta, which training writes; a read-only
             # one (a network unpickled from a read-only memory map) is read from a copy.
             # (`fit` refuses read-only parameters before it gets here.)
             theta = theta.copy()
         return thread_safety.run(
-            driver.run,
+            entry,
             mode,
             theta,
             self.sizes_array,
@@ -352,7 +359,7 @@ class Engine:
             grad,
             *workspace.buffers(),
             *(self._not_training if training is None else training),
-            parallel=workspace.threads_pay(),
+            parallel=entry is driver.run and workspace.threads_pay(),
         )
 
     def gradient(

@@ -45,7 +45,7 @@ def all_finite(values):
 
 
 @njit(cache=True)
-def _sum_in_order(values):
+def sum_in_order(values):
     # A serial sum in index order, so E does not depend on the thread count.
     s = 0.0
     for i in range(values.shape[0]):
@@ -219,7 +219,7 @@ def _gradient_pass(
         A_L = output(activations, sizes, m)
         for i in range(sizes[L]):
             squares[i] = kernels.squared_error_row(A_L[i], Y[i])
-        return _sum_in_order(squares) / (2.0 * m)
+        return sum_in_order(squares) / (2.0 * m)
     if plan is None:
         return 0.0  # (a narrow network's driver: see `forward_pass`)
     parallel = threads > 1
@@ -242,7 +242,7 @@ def _gradient_pass(
     delta = matrix(deltas[0], np.int64(0), sizes[L], m)
     A_L = output(activations, sizes, m)
     kernels.output_delta(A_L, Y, delta, squares, parallel)
-    E = _sum_in_order(squares) / (2.0 * m)
+    E = sum_in_order(squares) / (2.0 * m)
     step = L
     if step == stop:
         return E

@@ -158,16 +158,29 @@ def test_install_run_uninstall_reinstall_in_a_fresh_virtual_environment(tmp_path
     def pip(*args):
         subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", *args], env=env, check=True)
 
-    def use():
+    def use(compile_mode):
+        # The first gradient, and what ran it: in the background mode the serial loops, then
+        # (once the background compile has ended) the fast kernels, to rounding error.
         code = (
-            "import numpy as np, loopbp; from loopbp import numba_cache; "
+            "import numpy as np, loopbp; from loopbp import driver, numba_cache, serial_driver, warming; "
             "net = loopbp.Network([3, 4, 2], ['sigmoid', 'identity'], seed=0); "
-            "warm = numba_cache.is_warm('float64'); net.gradient(np.ones((3, 2)), np.ones((2, 2))); "
-            "print(net.forward(np.ones((3, 2))).shape, loopbp.__file__, numba_cache.cache_dir(), "
-            "warm, numba_cache.is_warm('float64'), numba_cache.is_warm('float32'), sep='|')"
+            "X, Y = np.ones((3, 2)), np.ones((2, 2)); "
+            "warm = numba_cache.is_warm('float64'); E = net.gradient(X, Y)[0]; "
+            "first = warming.entry_point(net.sizes, net.dtype); "
+            "ended = warming.wait_for_background_compiles(timeout=500); "
+            "agree = abs(net.gradient(X, Y)[0] - E) <= 1e-12 * abs(E); "
+            "then = warming.entry_point(net.sizes, net.dtype); "
+            "print(net.forward(X).shape, loopbp.__file__, numba_cache.cache_dir(), "
+            "warm, numba_cache.is_warm('float64'), numba_cache.is_warm('float32'), "
+            "first is serial_driver.run, ended and agree and then is driver.run, sep='|')"
         )
         out = subprocess.run(
-            [python, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600
+            [python, "-c", code],
+            cwd=elsewhere,
+            env={**env, "LOOPBP_COMPILE": compile_mode},
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert out.returncode == 0, out.stderr[-2000:]
         return out.stdout.strip().split("|")
@@ -186,7 +199,10 @@ def test_install_run_uninstall_reinstall_in_a_fresh_virtual_environment(tmp_path
     for name in ("kernels.forward_layer-27.py311.nbi", "kernels.forward_layer-27.py311.1.nbc"):
         (legacy / name).write_bytes(b"old")
     (legacy / "loopbp-numba-sources.txt").write_text("old")
-    shape, module, cache, cold, warm, warm32 = use()
+    # In an empty cache, by default: the serial loops first, the fast kernels compiled in
+    # the background process, from the installed copy, into this cache.
+    shape, module, cache, cold, warm, warm32, serial_first, fast_then = use("background")
+    assert (serial_first, fast_then) == ("True", "True")
     assert shape == "(2, 2)"
     assert Path(module).is_relative_to(site)
     assert Path(cache).is_relative_to(tmp_path / "user-cache" / "loopbp")
@@ -200,9 +216,10 @@ def test_install_run_uninstall_reinstall_in_a_fresh_virtual_environment(tmp_path
     assert not (site / "loopbp").exists(), "pip uninstall left files that would shadow the package"
 
     pip("--force-reinstall", str(wheel))
-    shape, module, _, cold, _, _ = use()
+    shape, module, _, cold, _, _, serial_first, fast_then = use("background")
     assert shape == "(2, 2)" and Path(module).is_relative_to(site)
     assert cold == "True"  # the same path and sources: the kernels compiled before still serve
+    assert (serial_first, fast_then) == ("False", "True")  # and so no serial loops
 
 
 @pytest.mark.parametrize(

@@ -171,13 +171,15 @@ def test_a_copied_network_keeps_w_and_b_as_views_of_theta(copy_with):
 
 def test_the_first_call_logs_that_the_kernels_compile(monkeypatch, caplog):
     # One INFO message on the "loopbp" logger per dtype and kernel set, when the cache
-    # does not hold them (made to look cold here), and none on later calls.
+    # does not hold them (made to look cold here), and none on later calls. (The tests run
+    # with LOOPBP_COMPILE=foreground; tests/test_warming.py checks the background mode.)
     import logging
 
     from loopbp import numba_cache, warming
 
     monkeypatch.setattr(numba_cache, "is_warm", lambda dtype, driver=None, narrow=None: False)
-    monkeypatch.setattr(warming, "_seen", set())
+    monkeypatch.setattr(warming, "_fast", set())
+    monkeypatch.setattr(warming, "_jobs", {})
     net = loopbp.Network((3, 4, 2), ("sigmoid", "identity"), seed=0)
     X, Y = np.ones((3, 5)), np.ones((2, 5))
     with caplog.at_level(logging.INFO, logger="loopbp"):
