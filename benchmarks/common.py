@@ -286,4 +286,4 @@ def case(name):
 # compiles them (``loopbp.warming``). Set at import, before any call.
 import os  # noqa: E402  (here, not with the imports above: this module is only appended to)
 
-os.environ.setdefault("LOOPBP_COMPILE", "foreground")
+os.environ["LOOPBP_COMPILE"] = "foreground"

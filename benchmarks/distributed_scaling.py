@@ -26,7 +26,7 @@ import time
 
 # Time the fast kernels, compiled (or loaded) at the first call, in this process and in the
 # processes it starts: never the serial loops that run while they compile (loopbp.warming).
-os.environ.setdefault("LOOPBP_COMPILE", "foreground")
+os.environ["LOOPBP_COMPILE"] = "foreground"
 
 _SINGLE = """
 import json, statistics, sys, time

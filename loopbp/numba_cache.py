@@ -160,12 +160,28 @@ class LoopbpCacheLocator(caching._CacheLocator):
     def from_function(cls, py_func, py_file):
         if os.path.dirname(os.path.abspath(py_file)) != PACKAGE_DIR:
             return None  # not loopbp's: Numba's own locators decide
+        global _kernel_folder
         folder = _writable_folder()
         if folder is None:
             # Nowhere to write: Numba's own locators decide (none of them can write either,
             # in all likelihood, and the kernels are compiled in each process).
             return None
+        _kernel_folder = folder
         return cls(py_func, folder)
+
+
+#: The folder the locator gave loopbp's kernels when they were defined: see `kernel_folder`.
+_kernel_folder = None
+
+
+def kernel_folder():
+    """The folder where this process's loopbp kernels are cached, or None if nowhere.
+
+    The locator chose it when the kernels were defined, at ``import loopbp``; `cache_dir`
+    says where they would go now, which differs if ``LOOPBP_CACHE_DIR`` (say) has changed
+    since.
+    """
+    return _kernel_folder
 
 
 def _impl_classes():
@@ -283,7 +299,7 @@ def cache_size(folder=None):
     return files, total
 
 
-def is_warm(dtype, driver="driver.run", narrow=None):
+def is_warm(dtype, driver="driver.run", narrow=None, folder=None):
     """Whether the cache holds `driver` compiled for `dtype` from these sources.
 
     Reads the index of the driver (by default ``driver.run``, the one compiled entry point
@@ -300,13 +316,16 @@ def is_warm(dtype, driver="driver.run", narrow=None):
         For ``driver.run``: whether the kernel set asked for is the narrow kernels' (True)
         or the packed and streaming kernels' (False); each is compiled when a network first
         needs it. None: either.
+    folder : str or None
+        The cache folder to look in; by default `cache_dir`.
 
     Returns
     -------
     bool
     """
     name = str(dtype)
-    for index in glob.glob(os.path.join(glob.escape(cache_dir()), f"{glob.escape(driver)}-*.nbi")):
+    folder = cache_dir() if folder is None else folder
+    for index in glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(driver)}-*.nbi")):
         try:
             with open(index, "rb") as f:
                 version = pickle.load(f)

@@ -1,6 +1,6 @@
 """The plain loops in one thread: an entry point that compiles in seconds, for the first calls.
 
-The fast kernels (``loopbp.driver``) take Numba 25 to 50 s to compile on 2 cores, once
+The fast kernels (``loopbp.driver``) take Numba 20 to 50 s to compile on 2 cores, once
 per dtype and kernel set, because of their parallel regions and register tiles. Until
 they are in the cache, ``loopbp.warming`` has a background process compile them and
 runs the calls here instead: the plain loop nests of ``loopbp.kernels`` (the seed's
@@ -121,7 +121,7 @@ def run(
     Y_batch,
     threads,
 ):
-    """``driver.run`` on the plain loops in one thread: same arguments, same results.
+    """``driver.run`` on the plain loops in one thread: its arguments, its results to rounding error.
 
     `scratch`, `tile`, `narrow`, `plan` and `threads` are not used. The epochs of `TRAIN`
     run here in Python, around one compiled gradient per step, with the compiled shuffle,

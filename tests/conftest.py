@@ -13,7 +13,7 @@ os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 # Every call runs the fast kernels, compiled at the first call (or by the warm-up below) and
 # inherited by the tests' subprocesses: results must not depend on when a background
 # compile ends. tests/test_warming.py checks the background mode on its own.
-os.environ.setdefault("LOOPBP_COMPILE", "foreground")
+os.environ["LOOPBP_COMPILE"] = "foreground"
 
 import numba  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402

@@ -219,7 +219,7 @@ def _fake_run(calls, capsys):
 def test_compare_prints_the_header_at_once_and_each_row_when_its_backend_is_done(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(compare, "run", _fake_run(calls, capsys))
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None, narrow=None: True)
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda *args, **kwargs: True)
     assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 0
     # einsum, the reference of the speed-ups, runs first; the header is out before it.
     assert [backend for backend, _ in calls] == ["einsum", "loops", "numpy"]
@@ -239,7 +239,7 @@ def test_compare_says_when_the_kernels_compile(warm, monkeypatch, capsys):
         return [{"first_s": 1.0, "median_s": 2.0, "number": 1, "difference": 0.0} for _ in points]
 
     monkeypatch.setattr(compare, "run", run)
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None, narrow=None: warm)
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda *args, **kwargs: warm)
     assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 0
     said = "compiling the loop kernels for float64" in capsys.readouterr().err
     assert said is not warm
@@ -305,7 +305,7 @@ def test_train_says_when_the_kernels_compile(warm, monkeypatch, capsys):
 
     original = examples.train_sine
     monkeypatch.setattr(examples, "train_sine", lambda **kwargs: original(**{**kwargs, "epochs": 2}))
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None, narrow=None: warm)
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda *args, **kwargs: warm)
     assert cli.main(["train", "sine", "--no-progress"]) == 0
     said = "loopbp train: compiling the loop kernels for float64" in capsys.readouterr().err
     assert said is not warm
@@ -385,7 +385,7 @@ def map_timings(monkeypatch):
     monkeypatch.setattr(compare, "run", _map_timings)
     monkeypatch.setattr(compare, "installed", lambda backend: True)
     monkeypatch.setattr(cli, "installed", lambda backend: True)
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda dtype, driver=None, narrow=None: True)
+    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda *args, **kwargs: True)
 
 
 def test_compare_map_prints_the_ratio_and_the_fastest_other_backend(map_timings, capsys):

@@ -177,7 +177,7 @@ def test_the_first_call_logs_that_the_kernels_compile(monkeypatch, caplog):
 
     from loopbp import numba_cache, warming
 
-    monkeypatch.setattr(numba_cache, "is_warm", lambda dtype, driver=None, narrow=None: False)
+    monkeypatch.setattr(numba_cache, "is_warm", lambda *args, **kwargs: False)
     monkeypatch.setattr(warming, "_fast", set())
     monkeypatch.setattr(warming, "_jobs", {})
     net = loopbp.Network((3, 4, 2), ("sigmoid", "identity"), seed=0)
