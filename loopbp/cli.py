@@ -635,7 +635,7 @@ def train(args: argparse.Namespace) -> int:
     if args.backend == "loops":
         from . import warming
 
-        _note_compile("float64", "train", sizes, background=warming.compile_mode() == "background")
+        _note_compile("float64", "train", sizes, background=warming.compiles_in_background())
     try:
         result = run(
             epochs=args.epochs,

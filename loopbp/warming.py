@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 
+import numba
 import numpy as np
 
 from . import driver, narrow_kernels, numba_cache, serial_driver
@@ -212,9 +213,21 @@ def _take_over(key):
     return driver.run
 
 
+def compiles_in_background() -> bool:
+    """Whether a kernel set missing from the cache would be compiled by a background process.
+
+    True in the background mode (`compile_mode`) where a second process can help: not
+    with one core, in a frozen application, or without a cache folder.
+    """
+    return compile_mode() == "background" and _background_possible()
+
+
 def _background_possible() -> bool:
-    # A second process needs a Python to start, a cache both can reach, and a second core.
+    # A second process needs a Python to start, a cache both can reach, and a second core;
+    # and there is nothing to compile where Numba's JIT is off (NUMBA_DISABLE_JIT=1).
     if getattr(sys, "frozen", False) or not sys.executable or numba_cache.kernel_folder() is None:
+        return False
+    if numba.config.DISABLE_JIT:
         return False
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (cores or 1) > 1
