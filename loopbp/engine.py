@@ -84,7 +84,8 @@ class Workspace:
     squares : (n^L,) float64 array
         sum_c (A^L_ic - Y_ic)^2 for each i, the terms of E (empty without `backward`).
     scratch : 1-D array
-        The shared part, then one packed block per thread (see ``loopbp.layout``).
+        The shared part, then one packed block per thread (see ``loopbp.layout``), made at
+        its first use.
     plan : (L, 3, 2) int64 array
         As given or made.
     """
@@ -105,7 +106,10 @@ class Workspace:
         self.activations = np.empty(sum(sizes[1:]) * m, dtype)
         self.deltas = np.empty((2, max(sizes[1:]) * m if backward else 0), dtype)
         self.squares = np.empty(sizes[-1] if backward else 0, np.float64)
-        self.scratch = np.empty(self._scratch_length(m), dtype)
+        # The scratch is made at its first use: the serial loops, which run while the fast
+        # kernels compile, need none (and its size takes a compiled function to work out).
+        self._scratch = None
+        self._no_scratch = np.empty(0, dtype)
         # Room for theta, for callers that hand W and b as lists (`pack`).
         self.theta = np.empty(0, dtype)
 
@@ -134,11 +138,18 @@ class Workspace:
         threads = numba.config.NUMBA_NUM_THREADS
         return layout.scratch_length(self.tile, self.sizes, m, self.backward, threads)
 
+    @property
+    def scratch(self) -> np.ndarray:
+        """The scratch: the shared part, then one packed block per thread (see ``loopbp.layout``)."""
+        if self._scratch is None:
+            self._scratch = np.empty(self._scratch_length(self.m), self.dtype)
+        return self._scratch
+
     def grow_scratch(self, m: int) -> None:
         """Make the scratch large enough for `m` samples as well (a smaller last batch)."""
         length = self._scratch_length(m)
         if length > self.scratch.shape[0]:
-            self.scratch = np.empty(length, self.dtype)
+            self._scratch = np.empty(length, self.dtype)
 
     @property
     def nbytes(self) -> int:
@@ -147,18 +158,20 @@ class Workspace:
             self.activations.nbytes
             + self.deltas.nbytes
             + self.squares.nbytes
-            + self.scratch.nbytes
+            + (0 if self._scratch is None else self._scratch.nbytes)
             + self.theta.nbytes
         )
 
-    def buffers(self) -> tuple:
+    def buffers(self, serial: bool = False) -> tuple:
         """(activations, deltas, scratch, squares, tile, narrow, plan), as every driver takes them.
 
         A narrow network's plan goes as None: with `narrow` None for the others, each
-        driver compiles one kernel set alone (see ``passes.forward_pass``).
+        driver compiles one kernel set alone (see ``passes.forward_pass``). With `serial`,
+        for ``serial_driver.run``, an empty scratch.
         """
         plan = None if self.narrow else self.plan
-        return self.activations, self.deltas, self.scratch, self.squares, self.tile, self.narrow, plan
+        scratch = self._no_scratch if serial else self.scratch
+        return self.activations, self.deltas, scratch, self.squares, self.tile, self.narrow, plan
 
     def output(self) -> np.ndarray:
         """A^L, the (n^L, m) view of `activations`."""
@@ -357,7 +370,7 @@ class Engine:
             X,
             Y,
             grad,
-            *workspace.buffers(),
+            *workspace.buffers(serial=entry is not driver.run),
             *(self._not_training if training is None else training),
             parallel=entry is driver.run and workspace.threads_pay(),
         )

@@ -372,8 +372,14 @@ def _start_background_compile(key, log) -> subprocess.Popen:
             start_new_session=True,
         )
     # At a lower priority than this process, whose own calls (and their compile) come first.
+    niceness = BACKGROUND_NICENESS
     with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, job.pid, os.getpriority(os.PRIO_PROCESS, 0) + BACKGROUND_NICENESS)
+        niceness += os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, job.pid, niceness)
+    # Where Linux schedules each session as a group of its own (autogroup), the group's
+    # niceness is what counts against this process's.
+    with contextlib.suppress(OSError), open(f"/proc/{job.pid}/autogroup", "w") as f:
+        f.write(str(min(niceness, 19)))
     return job
 
 
