@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, layout
+from . import engine, layout, narrow_kernels, warming
 from .validation import (
     check_backend,
     check_chunked_samples,
@@ -392,12 +392,16 @@ def _limit_numba_threads(processes):
 
 
 def _warm_up_here(sizes, activations, dtype, processes):
-    # One tiny chunk through the same compiled call as every chunk: it compiles the
-    # kernels, or loads them from Numba's cache.
-    net_sizes = tuple(1 for _ in sizes)
+    # One tiny chunk through the same compiled call as every chunk, with the kernel set of
+    # `sizes` (narrow or not: its first layer says): it compiles the fast kernels here, or
+    # loads them from Numba's cache, whatever LOOPBP_COMPILE says, so that no step runs
+    # the serial loops and every worker sums alike.
+    first = 1 if narrow_kernels.is_narrow(sizes) else narrow_kernels.WIDTH + 1
+    net_sizes = (first,) + tuple(1 for _ in sizes[1:])
     theta = np.zeros(layout.parameter_count(net_sizes), dtype)
-    zeros = np.zeros((1, 1), dtype)
-    chunk_sums(theta, net_sizes, activations, zeros, zeros, 0, 0, processes)
+    X, Y = np.zeros((first, 1), dtype), np.zeros((1, 1), dtype)
+    with warming.foreground():
+        chunk_sums(theta, net_sizes, activations, X, Y, 0, 0, processes)
 
 
 def warm_up(client: Any, sizes: Sequence[int], activations: Sequence[str], dtype: np.dtype) -> dict:
