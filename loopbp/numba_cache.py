@@ -42,6 +42,11 @@ import pickle
 import shutil
 import tempfile
 
+try:
+    import fcntl
+except ImportError:  # Windows: no lock (the race stays, as in Numba)
+    fcntl = None
+
 import numba
 from numba.core import caching, config
 
@@ -167,11 +172,44 @@ class LoopbpCacheLocator(caching._CacheLocator):
             # in all likelihood, and the kernels are compiled in each process).
             return None
         _kernel_folder = folder
+        _kernel_folders.add(folder)
         return cls(py_func, folder)
 
 
 #: The folder the locator gave loopbp's kernels when they were defined: see `kernel_folder`.
 _kernel_folder = None
+#: Every folder it gave them, whose index files are written under `WRITE_LOCK`.
+_kernel_folders = set()
+
+#: The file in a kernel folder that a process locks while it writes an index there.
+WRITE_LOCK = "numba-index.lock"
+
+
+def _locked(save):
+    """Numba's ``IndexDataCacheFile.save``, under an exclusive lock in loopbp's folders.
+
+    Numba saves a new signature by reading the index, taking the first data file name not
+    in it, and writing the index, then the data. Two processes saving two signatures of one
+    function at once (the float64 and float32 kernels, say) can take the same name: the
+    index then sends one signature to the other's code, and every later load of it fails
+    to type until the cache is cleared. Under the lock (``fcntl.flock``, where there is
+    one) the saves of loopbp's kernels take turns.
+    """
+
+    @functools.wraps(save)
+    def locked_save(self, key, data):
+        folder = getattr(self, "_cache_path", None)
+        if fcntl is None or folder not in _kernel_folders:
+            return save(self, key, data)
+        with open(os.path.join(folder, WRITE_LOCK), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return save(self, key, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    locked_save.loopbp_locked = True
+    return locked_save
 
 
 def kernel_folder():
@@ -228,6 +266,9 @@ def install():
     for impl in _impl_classes():
         if LoopbpCacheLocator not in impl._locator_classes:
             impl._locator_classes.insert(0, LoopbpCacheLocator)
+    save = getattr(caching.IndexDataCacheFile, "save", None)
+    if save is not None and not getattr(save, "loopbp_locked", False):
+        caching.IndexDataCacheFile.save = _locked(save)
 
 
 def clear(folder=None):

@@ -116,3 +116,35 @@ def test_three_processes_compiling_into_one_cache_at_once_leave_it_loadable(tmp_
     out, err = later.communicate(timeout=600)
     assert later.returncode == 0, err[-2000:]
     assert out.split() == ["True", "True"]  # warm, loaded, and right
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "win32", reason="flock is POSIX")
+def test_saves_into_a_kernel_folder_take_turns(tmp_path, monkeypatch):
+    # Numba's index save (read the index, take a free data file name, write both) is not
+    # safe against another process saving another signature at once; in loopbp's folders
+    # it runs under an exclusive lock. Here the lock is held elsewhere: the save waits.
+    import fcntl
+    import threading
+
+    from numba.core import caching
+
+    from loopbp import numba_cache
+
+    monkeypatch.setattr(numba_cache, "_kernel_folders", {str(tmp_path)})
+    assert getattr(caching.IndexDataCacheFile.save, "loopbp_locked", False)
+    cache_file = caching.IndexDataCacheFile(str(tmp_path), "f-1.py311", "stamp")
+    saved = threading.Event()
+
+    def save():
+        cache_file.save(("sig", "target"), b"data")
+        saved.set()
+
+    with open(tmp_path / numba_cache.WRITE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        saver = threading.Thread(target=save)
+        saver.start()
+        assert not saved.wait(0.5)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    saver.join(10)
+    assert saved.is_set()
+    assert cache_file.load(("sig", "target")) == b"data"
