@@ -33,8 +33,9 @@ sys.path.insert(0, HERE)
 import common  # noqa: E402  (benchmarks/common.py: the seeded reference cases)
 
 import loopbp  # noqa: E402
-from loopbp import driver, engine  # noqa: E402
-from loopbp.activations import activate_row, activation_code  # noqa: E402
+from loopbp.activations import activation_code  # noqa: E402
+from loopbp.cpu import driver, workspace  # noqa: E402
+from loopbp.cpu.activation_rows import activate_row  # noqa: E402
 
 REPEAT = 1_000
 
@@ -70,7 +71,7 @@ def main(argv=None):
     sizes, m = common.CASES[args.case]
     W, b, X, Y, acts = common.problem(sizes, m, args.dtype)
     net = loopbp.Network.from_parameters(W, b, acts)
-    work = engine.Workspace(net.sizes, m, net.dtype)
+    work = workspace.Workspace(net.sizes, m, net.dtype)
     grad = np.empty_like(net.theta)
     run_args = (net.theta, net.engine.sizes_array, net.engine.codes, X, Y, grad, *work.buffers())
     unused = driver.unused_training_arguments(net.dtype)
@@ -91,7 +92,7 @@ def main(argv=None):
     fit_net.fit(X, Y, learning_rate=1e-3, epochs=epochs, progress=False)
     step = (time.perf_counter() - start) / epochs
 
-    path = "narrow kernels" if work.narrow else f"packed kernels, path {loopbp.simd.PATH}"
+    path = "narrow kernels" if work.narrow else f"packed kernels, path {loopbp.cpu.simd.PATH}"
     print(f"loopbp call profile: {args.case} {sizes}, m = {m}, {args.dtype}, one thread, {path}")
     rows = [
         ("kernels, from a compiled loop", kernels, ""),

@@ -167,7 +167,7 @@ def micro_kernel_peak(dtype, threads=None, seconds=1.0):
     or in a loopbp that predates it, which asv reports as a skipped benchmark.
     """
     try:
-        from loopbp import simd
+        from loopbp.cpu import simd
     except ImportError as error:
         raise NotImplementedError("this loopbp has no register micro-kernel") from error
     tile = simd.tile(dtype)
@@ -283,7 +283,7 @@ def case(name):
 
 # Every benchmark times the fast kernels: the first call compiles them in the benchmark's
 # process (or loads them), never the serial loops that run while a background process
-# compiles them (``loopbp.warming``). Set at import, before any call.
+# compiles them (``loopbp.cpu.warming``). Set at import, before any call.
 import os  # noqa: E402  (here, not with the imports above: this module is only appended to)
 
 os.environ["LOOPBP_COMPILE"] = "foreground"

@@ -22,7 +22,7 @@ removed at the end) unless ``--warm`` is given, and prints:
 
 By default it profiles the fast kernels' compile (``LOOPBP_COMPILE=foreground``). With
 ``--background`` it profiles loopbp's default first use: the calls run the serial loops
-(``loopbp.serial_driver``) while a background process compiles the fast kernels, and the
+(``loopbp.cpu.serial_driver``) while a background process compiles the fast kernels, and the
 last line says when those were ready, counted from the first gradient's start.
 
 The numbers are one run's, on a shared machine: compare runs made one after the other.
@@ -123,7 +123,7 @@ def run(args):
         timed(f"then the first gradient in {other}", lambda: net2.gradient(X.astype(other), Y.astype(other)))
 
     if args.background:
-        from loopbp import warming
+        from loopbp.cpu import warming
 
         warming.wait_for_background_compiles()
         print(f"{'the fast kernels ready after':<34} {time.perf_counter() - first:7.2f} s")

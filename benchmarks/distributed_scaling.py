@@ -25,7 +25,7 @@ import sys
 import time
 
 # Time the fast kernels, compiled (or loaded) at the first call, in this process and in the
-# processes it starts: never the serial loops that run while they compile (loopbp.warming).
+# processes it starts: never the serial loops that run while they compile (loopbp.cpu.warming).
 os.environ["LOOPBP_COMPILE"] = "foreground"
 
 _SINGLE = """
@@ -112,7 +112,7 @@ def main(argv=None):
     print(
         f"loopbp {loopbp.__version__} gradient of {'-'.join(map(str, sizes))} in {args.dtype}, median of "
         f"{args.repeat}; {os.cpu_count()} cores ({cpu}), Numba {numba.__version__}, "
-        f"vector path {loopbp.simd.PATH}"
+        f"vector path {loopbp.cpu.simd.PATH}"
     )
     print(f"{'m':>9} {'1 process':>11} {'1 worker':>11} {'2 workers':>11} {'2 workers vs 1 process':>24}")
     for m in ms:

@@ -18,7 +18,7 @@ import sys
 import time
 
 # Time the fast kernels, compiled (or loaded) at the first call, in this process and in the
-# processes it starts: never the serial loops that run while they compile (loopbp.warming).
+# processes it starts: never the serial loops that run while they compile (loopbp.cpu.warming).
 os.environ["LOOPBP_COMPILE"] = "foreground"
 
 import loopbp

@@ -5,7 +5,7 @@ Usage::
     python benchmarks/kernel_profile.py mnist [--dtype float32] [--threads 1] [--repeat 5]
 
 This is a tool, not an asv benchmark (it defines none). It asks the loops backend's engine
-for the time of each step of one gradient (``Engine.kernel_times``): the real driver,
+for the time of each step of one gradient (``loopbp.cpu.profiler.kernel_times``): the real driver,
 stopped after each step in turn, so that nothing here replays the driver. It prints each
 step's median time and its GFLOP/s (for the three contractions), as a share of the
 register micro-kernel's peak where there is one. The narrow kernels run the whole network
@@ -35,14 +35,15 @@ def main(argv=None):
     # Imported here, not at the top: asv imports every module of benchmarks/ when it
     # runs older commits, which lack these modules.
     import loopbp
-    from loopbp import engine
     from loopbp.compare import time_calls
+    from loopbp.cpu.profiler import kernel_times
+    from loopbp.cpu.threads import worth_threads
 
     sizes, m = common.sweep_cases()[args.case]
     W, b, X, Y, acts = common.problem(sizes, m, args.dtype)
     net = loopbp.Network.from_parameters(W, b, acts)
-    rows = net.engine.kernel_times(net.theta, X, Y, repeat=args.repeat, narrow=args.narrow)
-    threads = numba.get_num_threads() if engine.worth_threads(sizes, m) else 1
+    rows = kernel_times(net.engine, net.theta, X, Y, repeat=args.repeat, narrow=args.narrow)
+    threads = numba.get_num_threads() if worth_threads(sizes, m) else 1
     whole = time_calls(lambda: net.gradient(X, Y), args.repeat)["median_s"]
     total = sum(seconds for _, seconds, _ in rows)
     try:
@@ -50,7 +51,7 @@ def main(argv=None):
         ceiling = f"micro-kernel in L1: {peak:.1f} GFLOP/s on {threads} threads"
     except NotImplementedError as why:
         peak, ceiling = None, f"no share of peak: {why}"
-    tile = loopbp.simd.tile(args.dtype)
+    tile = loopbp.cpu.simd.tile(args.dtype)
     path = (
         "portable"
         if tile is None

@@ -53,11 +53,13 @@ sys.path.insert(0, HERE)
 import common  # noqa: E402  (benchmarks/common.py: the seeded reference cases)
 
 SYSTEMS = ["loops", "network", "einsum", "numpy", "torch", "jax"]
-#: --sweep's systems by default: the loops and the peers of the goal (NumPy @, PyTorch, JAX).
+#: --sweep's systems by default: the loops and the peers they are measured against (NumPy @,
+#: PyTorch, JAX).
 SWEEP_SYSTEMS = ["loops", "numpy", "torch", "jax"]
 PEERS = ["numpy", "einsum", "torch", "jax"]
 
-#: --device cuda: the issue's cases (784-256-128-10, three m), and a tiny one for the simulator.
+#: --device cuda: an MNIST-shaped network (784-256-128-10) at three m, and a tiny one for the
+#: simulator.
 GPU_CASES = {
     "gpu-1e4": ((784, 256, 128, 10), 10_000),
     "gpu-1e5": ((784, 256, 128, 10), 100_000),
@@ -90,7 +92,7 @@ def _fit_step_function(system, W, b, X, Y, acts):
     net = loopbp.Network.from_parameters(W, b, acts)
     rate = 1e-3
     if system == "cuda-fit":
-        from loopbp.cuda_engine import CudaTrainer
+        from loopbp.cuda.engine import CudaTrainer
 
         trainer = CudaTrainer(net, X, Y, rate, X.shape[1])
         history = np.empty(FIT_STEPS)
@@ -372,7 +374,7 @@ def _median_run(results):
 
 def _vector_path():
     try:
-        from loopbp import simd
+        from loopbp.cpu import simd
     except ImportError:
         return "loopbp without packed kernels"
     return f"loopbp path {simd.PATH}"

@@ -16,7 +16,7 @@ import os
 import sys
 
 # The fast kernels from the first call, so that the scores do not depend on when a
-# background compile ends (loopbp.warming).
+# background compile ends (loopbp.cpu.warming).
 os.environ["LOOPBP_COMPILE"] = "foreground"
 
 import numpy as np

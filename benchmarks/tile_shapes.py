@@ -2,7 +2,7 @@
 
     python benchmarks/tile_shapes.py [float64|float32] [K]
 
-Times C[p, q] = sum_k P[p, k] Q[q, k] (the dot form that ``loopbp.tiled_kernels`` uses)
+Times C[p, q] = sum_k P[p, k] Q[q, k] (the dot form that ``loopbp.cpu.tiled_kernels`` uses)
 on 48 x 48 outputs, for several tile shapes TR x TC, with the data in L1/L2 and one
 thread. Each shape's kernel is generated from the same template. This is a tool for
 choosing ``TILE_P`` and ``TILE_Q``; asv does not run it (it defines no benchmarks).

@@ -27,7 +27,7 @@ at the start of each epoch and the epoch steps once per run of 32 samples in tha
 the last run smaller, each step's gradient the mean over its own samples. The peers visit
 the samples in exactly loopbp's order: before the timed run (and outside it), the
 harness draws every epoch's order with loopbp's own generator
-(``training_loop.shuffle_state(seed)``, then ``training_loop.shuffle`` of one
+(``shuffling.shuffle_state(seed)``, then ``shuffling.shuffle`` of one
 ``arange(m)`` epoch after epoch, a copy kept of each), as ``Network.fit`` does for a
 network of that seed. Each peer gathers each batch inside its timed loop (part of any
 mini-batch trainer), from a copy of X and Y made beforehand with one sample per row, so
@@ -184,13 +184,13 @@ def batch_orders(seed, m, epochs):
     loopbp's own generator, as ``training.Trainer`` drives it: seeded once per fit from
     the network's seed, then one Fisher-Yates shuffle of the same order array per epoch.
     """
-    from loopbp import training_loop
+    from loopbp import shuffling
 
-    state = training_loop.shuffle_state(seed)
+    state = shuffling.shuffle_state(seed)
     order = np.arange(m, dtype=np.int64)
     orders = np.empty((epochs, m), np.int64)
     for epoch in range(epochs):
-        training_loop.shuffle(order, state)
+        shuffling.shuffle(order, state)
         orders[epoch] = order
     return orders
 

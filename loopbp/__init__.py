@@ -25,13 +25,12 @@ from . import numba_cache
 numba_cache.install()
 
 from .activations import ACTIVATIONS  # noqa: E402
+from .errors import TrainingDiverged  # noqa: E402
 from .gradient_check import check_gradient  # noqa: E402
 from .gradients import error, forward, gradient  # noqa: E402
-from .network import Network  # noqa: E402
-from .saving import load  # noqa: E402
-from .training import TrainingDiverged  # noqa: E402
+from .network import Network, load  # noqa: E402
+from .precompile import warm  # noqa: E402
 from .validation import BACKENDS  # noqa: E402
-from .warming import warm  # noqa: E402
 
 try:
     # One place for the version: the installed distribution's metadata (pyproject.toml).

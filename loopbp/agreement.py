@@ -12,14 +12,6 @@ import numpy as np
 #: (float64 epsilon is 2.2e-16, float32 epsilon 1.2e-7).
 TOLERANCE = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
 
-#: How close a float32 gradient comes to the exact one: the `relative_difference`
-#: between a float32 computation and a float64 computation from the same (float32)
-#: inputs. float32 rounds each operation to 6e-8 relative; sums of up to a thousand
-#: terms through up to six layers accumulate that to about 1e-6 on the shapes of
-#: ``tests/problems.py`` (worst measured 1.1e-6), so a float32 gradient is good to about
-#: five significant digits, and 1e-5 is the bound the tests hold it to.
-FLOAT32_ACCURACY = 1e-5
-
 
 def relative_difference(a, b):
     """max |a - b| / max |b| over the entries of two arrays (or scalars).

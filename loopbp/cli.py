@@ -13,7 +13,7 @@ parses the flags, prints, plots and dumps it.
 
 ``loopbp train sine`` and ``loopbp train digits`` run the series' examples
 (``loopbp.examples``). ``loopbp plan SIZES --m M`` prints which kernel and how many
-threads each contraction of a gradient uses, and why (``loopbp.plan``).
+threads each contraction of a gradient uses, and why (``loopbp.cpu.plan``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, distributed, numba_cache, simd
+from . import __version__, distributed, numba_cache
 from .activations import ACTIVATIONS, activation_code
 from .compare import COMPARED_BACKENDS, OPTIONAL, default_backends, installed
 from .comparison import MAP, Comparison, gradient_gflop, sweep_points
-from .cuda_target import NoGPU
+from .cpu import simd
+from .errors import NoGPU
 from .problems import default_activations
 from .validation import BACKENDS, check_activations, check_choice, check_positive, check_seed, check_sizes
 
@@ -312,7 +313,7 @@ def _plot(path: str, result: Comparison) -> None:
     plt.close(fig)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, else what `platform` knows, else "unknown CPU"."""
     try:
         with open("/proc/cpuinfo") as f:
@@ -324,13 +325,13 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def _map_title(result: Comparison) -> str:
+def map_title(result: Comparison) -> str:
     """The map's title: what was timed, when, and on which CPU and vector path."""
     others = ", ".join(b for b in result.backends if b != "loops")
     return (
         f"loopbp compare --sweep {MAP}: sizes {_pattern(result.sizes)}, {result.dtype}, "
         f"{datetime.date.today().isoformat()}\n"
-        f"{_cpu_model()}, loops' vector path {simd.PATH}\n"
+        f"{cpu_model()}, loops' vector path {simd.PATH}\n"
         f"cells: fastest of {others} / loops (> 1: loops faster); black line: 1"
     )
 
@@ -374,7 +375,7 @@ def _plot_map(path: str, result: Comparison) -> None:
     ax.set_yticks(range(len(widths)), [str(w) for w in widths])
     ax.set_xlabel("m (samples)")
     ax.set_ylabel("hidden width")
-    ax.set_title(_map_title(result), fontsize=8)
+    ax.set_title(map_title(result), fontsize=8)
     # Powers of 2 where the map spans more than 2x either way; finer steps near 1 otherwise.
     steps = [2.0**k for k in range(-6, 7)] if limit > 1 else [2 / 3, 0.8, 1, 1.25, 1.5]
     ticks = [t for t in steps if abs(np.log2(t)) <= limit]
@@ -397,12 +398,12 @@ def _note_compile(dtype: str, command: str, *networks, background: bool = False)
 
     `networks` are the sizes of the networks the command runs; each kernel set they need
     that the cache does not hold gets its note. `background`: the command runs the plain
-    loops while a background process compiles the fast kernels (``loopbp.warming``).
+    loops while a background process compiles the fast kernels (``loopbp.cpu.warming``).
     """
-    from . import warming
+    from .cpu import warming
 
     for kernels in dict.fromkeys(warming.kernel_set(sizes) for sizes in networks):
-        if not numba_cache.is_warm(dtype, narrow=kernels == "narrow"):
+        if not warming.is_warm(dtype, narrow=kernels == "narrow"):
             seconds = warming.COMPILE_SECONDS[kernels]
             if background:
                 what = (
@@ -633,7 +634,7 @@ def train(args: argparse.Namespace) -> int:
         )
         run, extra, sizes = examples.train_digits, {"hidden": args.hidden}, (64, args.hidden, 10)
     if args.backend == "loops":
-        from . import warming
+        from .cpu import warming
 
         _note_compile("float64", "train", sizes, background=warming.compiles_in_background())
     try:
@@ -670,8 +671,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def show_plan(args: argparse.Namespace) -> int:
-    """Run ``loopbp plan SIZES --m M``: print the plan of one gradient (``loopbp.plan``)."""
-    from . import plan
+    """Run ``loopbp plan SIZES --m M``: print the plan of one gradient (``loopbp.cpu.plan``)."""
+    from .cpu import plan
 
     print(plan.describe(args.sizes, args.m, np.dtype(args.dtype)))
     return 0
@@ -712,12 +713,13 @@ def cache(args: argparse.Namespace) -> int:
 
 def warm_kernels(args: argparse.Namespace) -> int:
     """Run ``loopbp warm``: compile (or load) the kernel sets for the dtypes, one line each."""
-    from . import warming
+    from .cpu import warming
+    from .precompile import warm
 
     for dtype in args.dtype:
         for kernels in args.kernels:
             _note_compile(dtype, "warm", warming.KERNEL_SETS[kernels])
-            ((_, _, cached, seconds),) = warming.warm((dtype,), (kernels,))
+            ((_, _, cached, seconds),) = warm((dtype,), (kernels,))
             how = "already in the cache, loaded" if cached else "compiled"
             print(f"{kernels} kernels, {dtype}: {how} in {seconds:.1f} s", flush=True)
     print(f"cache: {numba_cache.cache_dir()}")

@@ -8,7 +8,7 @@ The backends:
 - ``numpy``: the same formulas with NumPy ``@`` (BLAS), the baseline;
 - ``torch``: PyTorch CPU autograd, when PyTorch is installed;
 - ``jax``: ``jax.jit(jax.value_and_grad(E))`` on the CPU, when JAX is installed;
-- ``cuda``: loopbp's CUDA kernels on a GPU (``loopbp.cuda_engine``), only when asked for.
+- ``cuda``: loopbp's CUDA kernels on a GPU (``loopbp.cuda.engine``), only when asked for.
   Then torch and jax run on the GPU too (`device_of`; TF32 off), and X and Y are on the
   device before the timing starts, for all three.
 
@@ -38,8 +38,10 @@ from typing import Any, TypedDict
 import numpy as np
 from numpy.typing import DTypeLike
 
-from . import cuda_target, einsum_reference, layout, warming
+from . import einsum_reference, layout
 from .agreement import gradient_difference
+from .cpu import warming
+from .cuda import target as cuda_target
 from .network import Network
 from .problems import seeded_problem
 
@@ -160,7 +162,7 @@ def _jax_gradient(net, X, Y, device):
 
 
 def _cuda_gradient(net, X, Y):
-    from .cuda_engine import cuda_engine_for
+    from .cuda.engine import cuda_engine_for
 
     engine = cuda_engine_for(net.sizes, net.activations, net.dtype)
     # X and Y on the device once, as the peers' are: each call sends theta and brings

@@ -23,8 +23,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import __version__, compare, passes
+from . import __version__, compare
 from .agreement import TOLERANCE
+from .cpu import layer_loop
 from .problems import default_activations
 from .validation import (
     check_activations,
@@ -49,9 +50,9 @@ REFERENCE = "einsum"
 def gradient_gflop(sizes: Sequence[int], m: int) -> float:
     """GFLOP in one gradient: 2 n^l n^(l-1) m for each of forward, dW and dA (no dA for l = 1).
 
-    The sum over the contractions of ``passes.gradient_steps``, the steps the driver runs.
+    The sum over the contractions of ``layer_loop.gradient_steps``, the steps the driver runs.
     """
-    return sum(gflop(m) for _, gflop in passes.gradient_steps(tuple(sizes)) if gflop is not None)
+    return sum(gflop(m) for _, gflop in layer_loop.gradient_steps(tuple(sizes)) if gflop is not None)
 
 
 class Point(NamedTuple):

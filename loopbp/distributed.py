@@ -25,7 +25,7 @@ runs cores // (worker processes on the host) threads, so that the workers of one
 share its cores, and the kernels are compiled (or loaded from Numba's cache) on each
 worker, one worker at a time, before the first step it takes part in: two processes
 writing one cache file at once can crash. Several threads in one worker are safe under
-any threading layer, as ``loopbp.thread_safety`` lets one parallel region run at a time.
+any threading layer, as ``loopbp.cpu.threads`` lets one parallel region run at a time.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, layout, narrow_kernels, warming
+from . import layout
+from .bounded_cache import BoundedCache
+from .cpu import engine, narrow_kernels, warming
+from .errors import require_finite
 from .validation import (
     check_backend,
     check_chunked_samples,
@@ -154,17 +157,15 @@ def chunk_sums(
 #: The buffers of the chunks a worker runs, kept between steps whatever their size (a
 #: chunk's are as large as the chunk): two shapes, for a last chunk of another width.
 _chunk_workspaces = engine.WorkspacePool(slots=2)
-_chunk_engines: dict = {}
+#: One network at a time in a worker's steps.
+_chunk_engines = BoundedCache(1)
 
 
 def _chunk_engine(sizes, activations, dtype):
     key = (sizes, activations, dtype)
-    loops = _chunk_engines.get(key)
-    if loops is None:
-        loops = engine.Engine(sizes, activations, dtype, _chunk_workspaces)
-        _chunk_engines.clear()  # one network at a time in a worker's steps
-        _chunk_engines[key] = loops
-    return loops
+    return _chunk_engines.get_or_make(
+        key, lambda: engine.Engine(sizes, activations, dtype, _chunk_workspaces)
+    )
 
 
 def tree_sum(parts: list) -> Any:
@@ -228,7 +229,7 @@ def gradient(
     sums = _result(client, client.compute(tree_sum(parts)))
     E = float(sums[0]) / (2.0 * m)
     grad = (sums[1:] / m).astype(theta.dtype)
-    engine.require_finite("gradient", theta.dtype, E, grad)
+    require_finite("gradient", theta.dtype, E, grad)
     return E, grad
 
 

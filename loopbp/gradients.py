@@ -1,9 +1,9 @@
 """The public functions: forward pass, error and gradient, by backend.
 
 ``backend="loops"`` (the default) runs the Numba loop kernels through the engine
-(``loopbp.engine``); ``backend="einsum"`` runs the NumPy reference of
+(``loopbp.cpu.engine``); ``backend="einsum"`` runs the NumPy reference of
 ``loopbp.einsum_reference``; ``backend="cuda"`` runs the CUDA kernels of
-``loopbp.cuda_kernels`` on a GPU (``loopbp.cuda_engine``; the ``gpu`` extra). All take
+``loopbp.cuda.kernels`` on a GPU (``loopbp.cuda.engine``; the ``gpu`` extra). All take
 and return the same things, and all validate their arguments first
 (``loopbp.validation``).
 """
@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import distributed, einsum_reference, engine, layout
+from . import distributed, einsum_reference, layout
+from .cpu import engine
+from .errors import require_finite
 from .validation import check_backend, check_parameters, check_samples, check_targets
 
 Parameters = Sequence[ArrayLike]
@@ -35,7 +37,7 @@ def _loops(W, b, X, Y, names, dtype, backend="loops"):
     # The engine of `backend` (loops or cuda), theta and the kernels' X and Y for validated arguments.
     sizes = (W[0].shape[1], *(w.shape[0] for w in W))
     if backend == "cuda":
-        from .cuda_engine import cuda_engine_for  # needs the gpu extra: imported on first use
+        from .cuda.engine import cuda_engine_for  # needs the gpu extra: imported on first use
 
         loops = cuda_engine_for(sizes, names, dtype)
     else:
@@ -75,7 +77,7 @@ def forward(
     if backend == "einsum":
         with np.errstate(over="ignore", invalid="ignore"):
             A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
-        engine.require_finite("forward pass", dtype, A_L)
+        require_finite("forward pass", dtype, A_L)
         return A_L
     loops, theta, X, _ = _loops(W, b, X, None, names, dtype, backend)
     return loops.forward(theta, X)
@@ -121,7 +123,7 @@ def error(
         with np.errstate(over="ignore", invalid="ignore"):
             A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
             E = einsum_reference.error_from_output(A_L, Y)
-        engine.require_finite("error", dtype, E)
+        require_finite("error", dtype, E)
         return E
     loops, theta, X, Y = _loops(W, b, X, Y, names, dtype, backend)
     return loops.error(theta, X, Y)
@@ -202,7 +204,7 @@ def gradient(
     if backend == "einsum":
         with np.errstate(over="ignore", invalid="ignore"):
             E, dW, db = einsum_reference.gradient(W, b, X, Y, names)
-        engine.require_finite("gradient", dtype, E, *dW, *db)
+        require_finite("gradient", dtype, E, *dW, *db)
         return E, dW, db
     loops, theta, X, Y = _loops(W, b, X, Y, names, dtype, backend)
     E, grad = loops.gradient(theta, X, Y)

@@ -1,4 +1,4 @@
-"""Where everything lives in the loops backend's flat buffers: theta, A^l, the deltas, the scratch.
+"""Where everything lives in the flat buffers of every backend: theta, A^l and the deltas.
 
 - The parameters live in one flat vector theta holding, for l = 1..L, W^l (n^l x n^(l-1),
   row-major) followed by b^l (n^l). The gradient is laid out the same way.
@@ -8,13 +8,11 @@
   ``loopbp.activations``).
 - The backward pass alternates between two delta buffers of max_l n^l x m: each holds
   dE/dA^l and is turned in place into dE/dZ^l.
-- The scratch buffer holds first a part shared by all threads (`shared_scratch_length`):
-  the packed panels of each contraction's left operand, or (W^l)^T for the portable
-  dE/dA^(l-1); then each thread's packed block (`split_scratch`).
+- The loops backend's scratch buffer is laid out in ``loopbp.cpu.scratch``.
 
 Each offset is written once, as a ``register_jitable`` function: Python calls it as plain
 Python (`unpack` makes the views W^l, b^l of theta with it), and the compiled drivers of
-``loopbp.passes`` and ``loopbp.narrow_kernels`` call the same function, compiled.
+``loopbp.cpu.layer_loop`` and ``loopbp.cpu.narrow_kernels`` call the same function, compiled.
 """
 
 from __future__ import annotations
@@ -23,10 +21,7 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
-from numba import njit
 from numba.extending import register_jitable
-
-from . import packed_kernels, simd, tiled_kernels
 
 
 @register_jitable(inline="always")
@@ -102,47 +97,3 @@ def _views(sizes):
         (weight_offset(sizes, l), sizes[l], sizes[l - 1], weight_offset(sizes, l) + sizes[l] * sizes[l - 1])
         for l in range(1, len(sizes))
     )
-
-
-@njit(cache=True)
-def shared_scratch_length(tile, sizes, m, backward):
-    """Length of the part of the scratch that all threads share.
-
-    With a tile: the largest left operand packed in panels of MR rows, W^l (forward),
-    dE/dZ^l (dE/dW^l) or (W^(l+1))^T (dE/dA^l). Without (the portable kernels): the
-    largest (W^l)^T for l >= 2, for dE/dA^(l-1); nothing for the forward pass alone.
-    """
-    L = sizes.shape[0] - 1
-    n = 0
-    if tile is None:
-        if backward:
-            for l in range(2, L + 1):
-                n = max(n, sizes[l] * sizes[l - 1])
-    else:
-        mr = simd.tile_shape(tile)[0]
-        for l in range(1, L + 1):
-            rows = (sizes[l] + mr - 1) // mr * mr
-            n = max(n, rows * sizes[l - 1])
-            if backward:
-                n = max(n, rows * m)
-                if l < L:
-                    n = max(n, rows * sizes[l + 1])
-    return n
-
-
-@register_jitable(inline="always")
-def split_scratch(scratch, shared):
-    """The shared part of the scratch (`shared` long) and the threads' blocks after it."""
-    return scratch[:shared], scratch[shared:]
-
-
-def scratch_length(tile, sizes: Sequence[int], m: int, backward: bool, threads: int) -> int:
-    """Length of the whole scratch buffer: the shared part, then `threads` threads' blocks."""
-    shared = shared_scratch_length(tile, np.asarray(sizes, np.int64), m, backward)
-    if tile is None:
-        return shared + tiled_kernels.scratch_length(max(sizes), threads)
-    # (K, columns of C): the forward pass, then dE/dA^(l-1) and dE/dW^l.
-    contractions = [(n, m) for n in sizes[:-1]]
-    if backward:
-        contractions += [(n, m) for n in sizes[2:]] + [(m, n) for n in sizes[:-1]]
-    return shared + packed_kernels.scratch_length(tile, threads, contractions)

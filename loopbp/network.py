@@ -10,9 +10,9 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from . import distributed, gradients, layout, saving, training
-from . import plan as planning
-from .engine import Engine, WorkspacePool, kernel_array
-from .passes import all_finite
+from .cpu import plan as planning
+from .cpu.engine import Engine, WorkspacePool, kernel_array
+from .cpu.layer_loop import all_finite
 from .validation import (
     INITS,
     check_activations,
@@ -24,6 +24,7 @@ from .validation import (
     check_seed,
     check_sizes,
     check_targets,
+    check_theta,
 )
 
 
@@ -59,15 +60,15 @@ class Network:
     activations : tuple of str
     dtype : numpy dtype
     seed : int, numpy.random.Generator or None
-    engine : loopbp.engine.Engine
+    engine : loopbp.cpu.engine.Engine
         The loops backend for this network (its compiled calls and buffers).
 
     Notes
     -----
-    The loops backend keeps its buffers (`loopbp.engine.Workspace`) for the last m it
+    The loops backend keeps its buffers (`loopbp.cpu.engine.Workspace`) for the last m it
     was called with, so repeated calls allocate only the gradient they return. A call
     made while another thread uses those buffers gets buffers of its own
-    (`loopbp.engine.WorkspacePool`).
+    (`loopbp.cpu.engine.WorkspacePool`).
 
     Examples
     --------
@@ -172,7 +173,7 @@ class Network:
         One line per contraction of each layer (Z^l, dE/dW^l, dE/dA^(l-1)): its shape, the
         kernel (``packed``: register tiles over packed panels; ``stream``: the samples
         innermost, for layers the tile would mostly pad), the threads, and the cost
-        model's reason (``loopbp.plan``). `fit` with a `batch_size` runs the plan of
+        model's reason (``loopbp.cpu.plan``). `fit` with a `batch_size` runs the plan of
         that m. The plan follows from the sizes, m, the dtype and this CPU; it never
         depends on the thread count, so the result is bitwise the same for any number of
         threads.
@@ -282,7 +283,7 @@ class Network:
             steps once per batch of `batch_size` samples (the last may be smaller).
         backend : {"loops", "einsum", "cuda"}
             The gradient's backend. With the loops backend the epochs run in compiled
-            code (``loopbp.training_loop``), many per call from Python, about 0.05 s' worth:
+            code (``loopbp.cpu.training_loop``), many per call from Python, about 0.05 s' worth:
             the steps, the shuffles and the gathering of batches allocate nothing and
             never return to Python in between. The einsum backend steps from Python. The
             cuda backend (the ``gpu`` extra) keeps theta, X and Y on the GPU for the whole
@@ -349,3 +350,29 @@ class Network:
         for bit. `path` is used exactly as given (no ".npz" is appended).
         """
         saving.save(self, path)
+
+
+def load(path: str | os.PathLike) -> Network:
+    """Read a network written by `Network.save`.
+
+    The file is opened without pickle support, so it cannot run code, and every field
+    is checked as user input is: a truncated, tampered or foreign file raises a
+    ``ValueError`` that names the file and says what is wrong.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, loopbp
+    >>> net = loopbp.Network([2, 3, 1], ["tanh", "identity"], seed=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "net.npz")
+    >>> net.save(path)
+    >>> bool(np.array_equal(loopbp.load(path).theta, net.theta))
+    True
+    """
+    path, sizes, activations, dtype, theta = saving.read(path)
+    try:
+        # The network's own checks, with the file named: the field names are the arguments'.
+        net = Network(sizes, activations, dtype=dtype, seed=0)
+        net.theta[...] = check_theta(theta, net.n_parameters, net.dtype, net.sizes)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path!s}: {err}") from None
+    return net

@@ -27,7 +27,7 @@ run at ``import loopbp``, deletes them (the ``*.nbi`` and ``*.nbc`` files and th
 for a read-only or shared install, or to keep what another tool put there.
 
 Staleness is judged for the package as a whole. Numba judges a cached kernel by its own
-source file alone, but the drivers in ``passes.py`` call kernels in ``tiled_kernels.py``
+source file alone, but the drivers in ``cpu/layer_loop.py`` call kernels in ``tiled_kernels.py``
 and ``kernels.py``; when only some files changed, Numba recompiled the drivers against
 callees loaded from the cache, and that mix crashed (a segmentation fault; Numba issues
 #8578 and #10128 describe the class). The locator's source stamp is therefore a digest of
@@ -84,12 +84,12 @@ def cache_root():
 
 def _fallback_root():
     # One folder per user: cached kernels are pickles, so a folder that another user can
-    # write to would let them plant code (checked in _usable).
+    # write to would let them plant code (checked in usable_folder).
     uid = os.getuid() if hasattr(os, "getuid") else os.getlogin()
     return os.path.join(tempfile.gettempdir(), f"loopbp-cache-{uid}")
 
 
-def _usable(folder, private=False):
+def usable_folder(folder, private=False):
     """Whether `folder` exists or can be made, and is writable (and ours alone, if `private`)."""
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -114,7 +114,7 @@ def _folders():
 def _writable_folder():
     """The first of `_folders` that can be written, or None."""
     for folder, private in _folders():
-        if _usable(folder, private):
+        if usable_folder(folder, private):
             return folder
     return None
 
@@ -134,13 +134,27 @@ def cache_dir():
 
 @functools.cache
 def sources_fingerprint():
-    """A SHA-256 digest of the name and contents of every .py file of loopbp."""
+    """A SHA-256 digest of the path and contents of every .py file of loopbp, subpackages included."""
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(PACKAGE_DIR)):
-        if name.endswith(".py"):
-            with open(os.path.join(PACKAGE_DIR, name), "rb") as f:
-                digest.update(name.encode() + b"\0" + f.read() + b"\0")
+    for name in _source_files():
+        with open(os.path.join(PACKAGE_DIR, name), "rb") as f:
+            digest.update(name.replace(os.sep, "/").encode() + b"\0" + f.read() + b"\0")
     return digest.hexdigest()
+
+
+def _source_files():
+    """The .py files of the package, as paths relative to it, in a fixed order."""
+    found = []
+    for folder, subfolders, files in os.walk(PACKAGE_DIR):
+        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")
+        relative = os.path.relpath(folder, PACKAGE_DIR)
+        found += [os.path.normpath(os.path.join(relative, f)) for f in files if f.endswith(".py")]
+    return sorted(found)
+
+
+def _inside_package(py_file):
+    path = os.path.abspath(py_file)
+    return os.path.commonpath([path, PACKAGE_DIR]) == PACKAGE_DIR
 
 
 class LoopbpCacheLocator(caching._CacheLocator):
@@ -148,6 +162,10 @@ class LoopbpCacheLocator(caching._CacheLocator):
 
     def __init__(self, py_func, folder):
         self._lineno = py_func.__code__.co_firstlineno
+        # Numba names a kernel's files after its module's file name and its line: the
+        # subpackage joins them, so that cpu/kernels.py and a kernels.py elsewhere differ.
+        where = os.path.relpath(os.path.dirname(os.path.abspath(py_func.__code__.co_filename)), PACKAGE_DIR)
+        self._subpackage = "" if where == os.curdir else where.replace(os.sep, "_") + "_"
         # Numba names the file in its warning when a function cannot be cached.
         self._py_file = py_func.__code__.co_filename
         self._cache_path = folder
@@ -159,11 +177,11 @@ class LoopbpCacheLocator(caching._CacheLocator):
         return sources_fingerprint()
 
     def get_disambiguator(self):
-        return str(self._lineno)
+        return f"{self._subpackage}{self._lineno}"
 
     @classmethod
     def from_function(cls, py_func, py_file):
-        if os.path.dirname(os.path.abspath(py_file)) != PACKAGE_DIR:
+        if not _inside_package(py_file):
             return None  # not loopbp's: Numba's own locators decide
         global _kernel_folder
         folder = _writable_folder()
@@ -340,33 +358,28 @@ def cache_size(folder=None):
     return files, total
 
 
-def is_warm(dtype, driver="driver.run", narrow=None, folder=None):
-    """Whether the cache holds `driver` compiled for `dtype` from these sources.
+def cached_signatures(function, folder=None):
+    """The argument types of every signature of `function` that the cache holds from these sources.
 
-    Reads the index of the driver (by default ``driver.run``, the one compiled entry point
-    of the loops backend, behind `Network.gradient`, `fit`, `forward` and
-    `loopbp.gradient`) the way Numba does; any doubt counts as cold.
+    Reads the function's index files the way Numba does; an index that cannot be read, or
+    that another Numba or other sources wrote, counts as empty.
 
     Parameters
     ----------
-    dtype : str or numpy.dtype
-        ``"float64"`` or ``"float32"``.
-    driver : str
-        ``module.function`` inside loopbp.
-    narrow : bool or None
-        For ``driver.run``: whether the kernel set asked for is the narrow kernels' (True)
-        or the packed and streaming kernels' (False); each is compiled when a network first
-        needs it. None: either.
+    function : str
+        ``module.function`` inside loopbp (the module's file name, without its package),
+        e.g. ``"driver.run"``.
     folder : str or None
         The cache folder to look in; by default `cache_dir`.
 
     Returns
     -------
-    bool
+    list of tuple
+        One tuple of Numba types per cached signature.
     """
-    name = str(dtype)
     folder = cache_dir() if folder is None else folder
-    for index in glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(driver)}-*.nbi")):
+    found = []
+    for index in glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(function)}-*.nbi")):
         try:
             with open(index, "rb") as f:
                 version = pickle.load(f)
@@ -374,28 +387,5 @@ def is_warm(dtype, driver="driver.run", narrow=None, folder=None):
         except Exception:
             continue
         if version == numba.__version__ and stamp == sources_fingerprint():
-            for key in overloads:
-                text = str(key[0])  # the types' reprs: "(int64, Array(float64, 1, 'C', ...), ...)"
-                # theta, the first array argument, has the dtype (run's float64 buffers do not tell).
-                theta = next((t for t in key[0] if isinstance(t, numba.types.Array)), None)
-                if theta is None or str(theta.dtype) != name:
-                    continue
-                if driver == "passes._gradient_pass" and "omitted(default=None)" not in text:
-                    # The tests' signature with plain=True does not count.
-                    continue
-                if driver == "driver.run" and narrow is not None:
-                    # The type of run's `narrow`: bool for the narrow kernels, none for the others.
-                    if str(key[0][_run_argument("narrow")]) != ("bool" if narrow else "none"):
-                        continue
-                return True
-    return False
-
-
-def _run_argument(name):
-    """The position of the argument `name` of ``driver.run``."""
-    # Imported here: this module is imported before any kernel is decorated (`install`).
-    import inspect
-
-    from . import driver
-
-    return list(inspect.signature(driver.run.py_func).parameters).index(name)
+            found += [key[0] for key in overloads]
+    return found

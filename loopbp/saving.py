@@ -1,9 +1,9 @@
-"""Saving and loading: `Network.save`'s file format, and `load`.
+"""`Network.save`'s file format: writing it (`save`) and reading it back (`read`).
 
 A file is a .npz archive of plain arrays, never pickles: the format name and version,
-the sizes, the activation names, the dtype and theta. `load` checks the archive and the
-type of each field here, and leaves the network's own checks to `Network` and
-``loopbp.validation``, adding the file name to their messages.
+the sizes, the activation names, the dtype and theta. `read` checks the archive and the
+type of each field; `loopbp.load` builds the network from them, leaving the network's own
+checks to `Network` and ``loopbp.validation`` and adding the file name to their messages.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import os
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from .validation import check_theta
 
 if TYPE_CHECKING:
     from .network import Network
@@ -38,21 +36,11 @@ def save(net: Network, path: str | os.PathLike) -> None:
         )
 
 
-def load(path: str | os.PathLike) -> Network:
-    """Read a network written by `Network.save`.
+def read(path: str | os.PathLike) -> tuple[str, list[int], list[str], str, np.ndarray]:
+    """The fields of a network file written by `save`: (path, sizes, activations, dtype, theta).
 
-    The file is opened without pickle support, so it cannot run code, and every field
-    is checked as user input is: a truncated, tampered or foreign file raises a
-    ``ValueError`` that names the file and says what is wrong.
-
-    Examples
-    --------
-    >>> import os, tempfile, numpy as np, loopbp
-    >>> net = loopbp.Network([2, 3, 1], ["tanh", "identity"], seed=0)
-    >>> path = os.path.join(tempfile.mkdtemp(), "net.npz")
-    >>> net.save(path)
-    >>> bool(np.array_equal(loopbp.load(path).theta, net.theta))
-    True
+    `path` comes back as a str, for messages. Checks the archive and the type of each field
+    (see `loopbp.load`, which builds the network); raises ``ValueError`` naming the file.
     """
     try:
         path = os.fspath(path)
@@ -88,7 +76,7 @@ def load(path: str | os.PathLike) -> Network:
                 "it holds pickled Python objects; loopbp's files hold plain arrays and are never unpickled"
             )
         raise ValueError(f"{path!s} is not a readable loopbp network file: {reason}") from None
-    return _network_from_fields(fields, path)
+    return _fields_of(fields, path)
 
 
 def _field(fields, key, path, kind, ndim):
@@ -101,9 +89,7 @@ def _field(fields, key, path, kind, ndim):
     return value
 
 
-def _network_from_fields(fields, path):
-    from .network import Network
-
+def _fields_of(fields, path):
     fmt = _field(fields, "format", path, "U", 0)
     if str(fmt) != FILE_FORMAT:
         raise ValueError(f"{path!s}: format must be {FILE_FORMAT!r}, got {str(fmt)!r}")
@@ -117,10 +103,4 @@ def _network_from_fields(fields, path):
         # The format stores the dtype's name as `save` writes it, not any NumPy spelling.
         raise ValueError(f"{path!s}: dtype must be 'float32' or 'float64', got {dtype!r}")
     theta = _field(fields, "theta", path, "f", 1)
-    try:
-        # The network's own checks, with the file named: the field names are the arguments'.
-        net = Network(sizes, activations, dtype=dtype, seed=0)
-        net.theta[...] = check_theta(theta, net.n_parameters, net.dtype, net.sizes)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path!s}: {err}") from None
-    return net
+    return path, sizes, activations, dtype, theta

@@ -46,8 +46,8 @@ except ImportError as err:  # absent, or older than 1.6 (no validate_data, no __
     ) from err
 
 from .activations import ACTIVATIONS
+from .errors import TrainingDiverged
 from .network import Network
-from .training import TrainingDiverged
 from .validation import INITS
 
 __all__ = ["NetworkClassifier", "NetworkRegressor"]

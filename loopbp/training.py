@@ -1,6 +1,6 @@
 """Training: `Network.fit`'s loop over epochs, its stepping, `TrainingDiverged` and the progress bar.
 
-With the loops backend the epochs run in compiled code (``loopbp.training_loop``), many
+With the loops backend the epochs run in compiled code (``loopbp.cpu.training_loop``), many
 per call from Python (with the cuda backend, on the GPU: ``cuda_engine.CudaTrainer``):
 `Trainer` holds what the loop needs (buffers, the generator's state) and chooses how
 many epochs each call runs, so that Python, re-entered between
@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import distributed, gradients
-from .engine import Overflow, Workspace, kernel_array
-from .training_loop import descend, shuffle, shuffle_state
+from .cpu.engine import Workspace, kernel_array
+from .cpu.training_loop import descend
+from .errors import DIVERGENCE_FACTOR, Overflow, TrainingDiverged
+from .pacing import EpochPacing
+from .shuffling import mini_batches, shuffle, shuffle_state
 from .validation import (
     check_backend,
     check_callback,
@@ -32,50 +35,6 @@ from .validation import (
 
 if TYPE_CHECKING:
     from .network import Network
-
-#: How long one call of the compiled training loop should last: long enough that the
-#: Python between calls (about 20 us) is lost in it, short enough that Ctrl-C and the
-#: progress bar answer within a tenth of a second.
-SECONDS_PER_CALL = 0.05
-
-
-#: `Network.fit` stops when an epoch's E exceeds this multiple of the first epoch's E
-#: (`TrainingDiverged`). Gradient descent that converges keeps E at or below its first
-#: value, give or take the noise of mini-batches, so the rule cannot fire on it; a
-#: learning rate too large for the problem grows E geometrically, and the rule stops it
-#: within a few epochs of starting to grow, long before E overflows.
-DIVERGENCE_FACTOR = 1e4
-
-
-class TrainingDiverged(FloatingPointError):
-    """`Network.fit` met a non-finite E, gradient or parameter, or E grew far above its start.
-
-    Raised when a step's E, gradient or new parameters are not finite, or when an epoch's
-    E exceeds `DIVERGENCE_FACTOR` times the first epoch's.
-
-    Attributes
-    ----------
-    epoch : int
-        The epoch (counted from 0) in which it happened. The network keeps the last
-        parameters that were finite, or, when E grew too large, parameters whose E was
-        still in bounds: those it had a little before (at most about a tenth of a second
-        of epochs earlier, and one epoch earlier with a callback).
-    """
-
-    def __init__(
-        self, epoch: int, learning_rate: float, E: float | None = None, first_E: float | None = None
-    ):
-        self.epoch = epoch
-        if E is None:
-            what = "E, the gradient or a parameter is no longer finite"
-            kept = "the last finite parameters"
-        else:
-            what = f"E = {E:.4g}, more than {DIVERGENCE_FACTOR:g} times the first epoch's E = {first_E:.4g},"
-            kept = "the parameters from before the epochs in which E grew"
-        super().__init__(
-            f"training diverged in epoch {epoch}: {what} with learning_rate = {learning_rate!r}; "
-            f"try a smaller learning rate. The network keeps {kept}."
-        )
 
 
 def _ceiling(history: np.ndarray, eps: float) -> float:
@@ -138,7 +97,7 @@ def fit(
     try:
         if backend in ("loops", "cuda") and not chunked:
             if backend == "cuda":
-                from .cuda_engine import CudaTrainer  # needs the gpu extra: imported on first use
+                from .cuda.engine import CudaTrainer  # needs the gpu extra: imported on first use
 
                 trainer = CudaTrainer(net, X, Y, learning_rate, batch_size)
             else:
@@ -238,7 +197,7 @@ def progress_bar(epochs: int):
 class EinsumStepper:
     """The steps of `Network.fit` with the einsum backend: E, then theta in place, batch by batch.
 
-    Each epoch of mini-batches shuffles the samples with ``training_loop.shuffle``, seeded
+    Each epoch of mini-batches shuffles the samples with ``shuffling.shuffle``, seeded
     from the network's seed, as the compiled loop does.
     """
 
@@ -257,10 +216,9 @@ class EinsumStepper:
         m, batch_size = X.shape[1], self.batch_size
         if batch_size >= m:
             return self(X, Y, epoch)
-        shuffle(self.order, self.state)
         E = 0.0
-        for start in range(0, m, batch_size):
-            columns = self.order[start : start + batch_size]
+        for start, stop in mini_batches(self.order, self.state, batch_size):
+            columns = self.order[start:stop]
             E += self(X[:, columns], Y[:, columns], epoch) * columns.shape[0]
         return E / m
 
@@ -283,7 +241,7 @@ class ChunkedStepper:
     Each step sends theta to the workers (as one key of the step's graph: the parameters
     are small next to the data) and gets E and the gradient back (``loopbp.distributed``).
     A full batch is every chunk. Mini-batches are made of whole chunks: each epoch shuffles
-    the chunks' order with ``training_loop.shuffle``, seeded from the network's seed, and
+    the chunks' order with ``shuffling.shuffle``, seeded from the network's seed, and
     each step takes the next chunks in that order until they hold at least `batch_size`
     samples, so a seeded network trains reproducibly for a given chunking.
     """
@@ -331,7 +289,7 @@ class ChunkedStepper:
         return E
 
 
-class Trainer:
+class Trainer(EpochPacing):
     """The state of one `Network.fit` with the loops backend, and its calls into the compiled loop.
 
     Parameters
@@ -360,7 +318,6 @@ class Trainer:
         room = batch_size if batch_size < m else 0
         self.X_batch = np.empty(net.sizes[0] * room, net.dtype)
         self.Y_batch = np.empty(net.sizes[-1] * room, net.dtype)
-        self.seconds_per_epoch = None
 
     def run(self, first: int, count: int, history: np.ndarray) -> int:
         """Epochs first..first + count - 1 in one compiled call; returns how many finished."""
@@ -378,20 +335,5 @@ class Trainer:
             self.batch_size,
             (self.rng, self.order, self.X_batch, self.Y_batch),
         )
-        if finished:
-            self.seconds_per_epoch = (time.perf_counter() - started) / finished
+        self.timed(started, finished)
         return finished
-
-    def epochs_per_call(self, left: int) -> int:
-        """How many epochs the next call should run (`epochs_per_call`)."""
-        return epochs_per_call(self.seconds_per_epoch, left)
-
-
-def epochs_per_call(seconds_per_epoch: float | None, left: int) -> int:
-    """How many epochs a trainer's next call should run: about `SECONDS_PER_CALL`, at most `left`.
-
-    One until an epoch has been timed (`seconds_per_epoch` None).
-    """
-    if seconds_per_epoch is None:
-        return 1
-    return int(max(1, min(left, SECONDS_PER_CALL / max(seconds_per_epoch, 1e-9))))

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from loopbp import cuda_target
+from loopbp.cuda import target as cuda_target
 
 cuda = cuda_target.cuda_module()
 # Device functions are compiled for "the current device", which a machine without a GPU
@@ -28,7 +28,7 @@ if cuda.__name__.startswith("numba_cuda_mlir"):
 else:
     from numba import types
 
-from loopbp import cuda_kernels  # noqa: E402
+from loopbp.cuda import kernels as cuda_kernels  # noqa: E402
 
 
 def probe(a):
@@ -54,7 +54,7 @@ for shape in (cuda_kernels.DEFAULT_SHAPE,):
         kernels = cuda_kernels.kernels_for(np.dtype(dtype), shape)
         r = types.float32 if dtype == np.float32 else types.float64
         a1, a2, a3, e1, i1 = array(r, 1), array(r, 2), array(r, 3), array(f64, 1), array(i64, 1)
-        # The argument types of the launches in loopbp.cuda_engine.
+        # The argument types of the launches in loopbp.cuda.engine.
         signatures = {
             "forward_layer": (a1, i64, i64, a2, a2),
             "output_delta": (a2, a2, i64, r, types.boolean, a2, e1),

@@ -11,20 +11,21 @@ import pytest
 from problems import CPU_BACKENDS, needs_jit
 
 import loopbp
-from loopbp import activations, kernels, packed_kernels, passes, simd, tiled_kernels
+from loopbp import activations
+from loopbp.cpu import activation_rows, kernels, layer_loop, packed_kernels, simd, tiled_kernels
 
 DTYPES = [np.float64, np.float32]
 
 
 def _numba_value(name, z):
     row = z.copy()
-    activations.activate_row(activations.activation_code(name), row)
+    activation_rows.activate_row(activations.activation_code(name), row)
     return row
 
 
 def _numba_derivative(name, a):
     d = np.ones_like(a)
-    activations.multiply_by_derivative_row(activations.activation_code(name), a, d)
+    activation_rows.multiply_by_derivative_row(activations.activation_code(name), a, d)
     return d
 
 
@@ -89,14 +90,14 @@ KERNELS = [
     kernels.weight_gradient,
     kernels.bias_gradient,
     kernels.hidden_delta,
-    activations.activate_row,
-    activations.multiply_by_derivative_row,
+    activation_rows.activate_row,
+    activation_rows.multiply_by_derivative_row,
     tiled_kernels.forward_layer,
     tiled_kernels.hidden_delta_to_z,
-    tiled_kernels._weight_gradient_chunk,
-    tiled_kernels._dot_rows,
-    packed_kernels._columns_block,
-    packed_kernels._pack_panels,
+    tiled_kernels.weight_gradient_chunk,
+    tiled_kernels.dot_rows,
+    packed_kernels.columns_block,
+    packed_kernels.pack_panels,
 ]
 
 
@@ -118,11 +119,11 @@ def test_float32_kernels_do_no_float64_arithmetic():
         "multiply_by_derivative_row": (1, b, b.copy()),
         "tiled_kernels.forward_layer": (W, b, 1, A_prev, A, scratch),
         "hidden_delta_to_z": (W.T.copy(), A, 1, A_prev, A_prev.copy(), scratch),
-        "_weight_gradient_chunk": (A, A_prev, np.ones((3, 2), f32), 0, 4, True),
-        "_dot_rows": (A, A_prev, np.ones((3, 2), f32), 0, 4, True),
-        "_columns_block": (
+        "weight_gradient_chunk": (A, A_prev, np.ones((3, 2), f32), 0, 4, True),
+        "dot_rows": (A, A_prev, np.ones((3, 2), f32), 0, 4, True),
+        "columns_block": (
             simd.tile(f32, "avx512"),
-            np.ones(packed_kernels.panels_length(simd.tile(f32, "avx512"), 3, 2), f32),
+            np.ones(-(-3 // simd.tile(f32, "avx512").shape[0]) * simd.tile(f32, "avx512").shape[0] * 2, f32),
             (np.int64(0), np.int64(3)),  # the rows p0, p1
             # (start, k step, p step): packed; the in-place branch is compiled all the same.
             (np.int64(0), np.int64(0), np.int64(0)),
@@ -137,7 +138,7 @@ def test_float32_kernels_do_no_float64_arithmetic():
             np.ones(packed_kernels.scratch_length(simd.tile(f32, "avx512"), 1, [(2, 4)]), f32),
             0,
         ),
-        "_pack_panels": (A_prev, 16, np.ones(64, f32)),
+        "pack_panels": (A_prev, 16, np.ones(64, f32)),
     }
     for kernel in KERNELS:
         name = kernel.__name__
@@ -162,7 +163,7 @@ def test_a_new_combination_of_activations_compiles_nothing_new():
     X, Y = rng.standard_normal((2, 5)), rng.standard_normal((2, 5))
     loopbp.gradient(W, b, X, Y, ["sigmoid", "identity"])
     dispatchers = [
-        passes.gradient_pass,
+        layer_loop.gradient_pass,
         tiled_kernels.forward_layer,
         tiled_kernels.hidden_delta_to_z,
         packed_kernels.forward_layer,
@@ -180,7 +181,7 @@ def test_a_new_combination_of_activations_compiles_nothing_new():
 def _exp_nonpositive_all(x):
     out = np.empty_like(x)
     for k in range(x.shape[0]):
-        out[k] = activations.exp_nonpositive(x[k])
+        out[k] = activation_rows.exp_nonpositive(x[k])
     return out
 
 
@@ -226,7 +227,7 @@ def test_sigmoid_calls_no_libm_exp():
     control(np.zeros(4))
     assert calls_exp.search(next(iter(control.inspect_asm().values())))
     # A fresh, uncached copy: Numba cannot show the code of a kernel loaded from its cache.
-    fresh = numba.njit(activations.activate_row.py_func)
+    fresh = numba.njit(activation_rows.activate_row.py_func)
     for dtype in (np.float64, np.float32):
         fresh(activations.SIGMOID, np.zeros(4, dtype))
     for asm in fresh.inspect_asm().values():

@@ -6,8 +6,8 @@ import pytest
 from problems import DTYPES, PATTERNS, SHAPES, activations_for, make_problem
 
 import loopbp
-from loopbp import simd
 from loopbp.agreement import TOLERANCE, gradient_difference, relative_difference
+from loopbp.cpu import simd
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
@@ -56,18 +56,19 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
     # The fast side runs through the entry point that the library calls (driver.run), so
     # that the host's kernel sets are the ones every other test uses, compiled once; the
     # plain side needs no tile, so it runs with the portable workspace on every path.
-    from loopbp import driver, engine, layout, passes
+    from loopbp import layout
+    from loopbp.cpu import driver, layer_loop, workspace
     from loopbp.validation import activation_codes
 
     W, b, X, Y, acts = make_problem(sizes, m, activations_for("cycle", len(sizes) - 1), dtype)
     sizes_array, theta = np.array(sizes, dtype=np.int64), layout.pack(W, b)
     codes = activation_codes(acts)
-    # "narrow" is the kernels of loopbp.narrow_kernels, forced on every shape; the
+    # "narrow" is the kernels of loopbp.cpu.narrow_kernels, forced on every shape; the
     # paths are the packed and portable kernels, forced on narrow shapes too.
     if path == "narrow":
-        work = engine.Workspace(sizes, m, dtype, narrow=True)
+        work = workspace.Workspace(sizes, m, dtype, narrow=True)
     else:
-        work = engine.Workspace(sizes, m, dtype, tile=simd.tile(dtype, path), narrow=False)
+        work = workspace.Workspace(sizes, m, dtype, tile=simd.tile(dtype, path), narrow=False)
     threads = numba.get_num_threads()
 
     grad_tiled = np.empty_like(theta)
@@ -75,19 +76,19 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
     status, E_tiled, _ = driver.run(
         driver.GRADIENT, theta, sizes_array, codes, X, Y, grad_tiled, *work.buffers(), *unused, threads
     )
-    assert status == passes.FINITE
+    assert status == layer_loop.FINITE
     # The forward pass alone (FORWARD) writes the same A^1..A^L as the gradient's.
     work.activations[:] = np.nan
     driver.run(driver.FORWARD, theta, sizes_array, codes, X, Y, grad_tiled, *work.buffers(), *unused, threads)
     A_tiled = work.activations.copy()
 
-    plain = engine.Workspace(sizes, m, dtype, tile=None, narrow=False)
+    plain = workspace.Workspace(sizes, m, dtype, tile=None, narrow=False)
     grad_plain = np.empty_like(theta)
-    E_plain = passes.gradient_pass(
+    E_plain = layer_loop.gradient_pass(
         theta, sizes_array, codes, X, Y, grad_plain, *plain.buffers(), threads, plain=True
     )
     plain.activations[:] = np.nan
-    passes.forward_pass(
+    layer_loop.forward_pass(
         theta, sizes_array, codes, X, plain.activations, plain.scratch, None, None, plain.plan, threads, True
     )
     A_plain = plain.activations
@@ -113,7 +114,7 @@ def test_relative_difference_edge_cases():
 
 
 def test_functions_keep_only_small_workspaces():
-    from loopbp import engine
+    from loopbp.cpu import workspace
 
     rng = np.random.default_rng(0)
     for sizes, m, kept in [((3, 4, 2), 9, True), ((10, 1000), 1100, False)]:
@@ -127,4 +128,4 @@ def test_functions_keep_only_small_workspaces():
         second = loopbp.gradient(W, b, X, Y, acts)
         assert first[0] == second[0] and all(np.array_equal(x, y) for x, y in zip(first[1], second[1]))
         key = (sizes, m, np.dtype(np.float64), True)
-        assert (key in engine.shared_workspaces.kept) == kept
+        assert (key in workspace.shared_workspaces.kept) == kept

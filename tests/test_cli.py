@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from loopbp import cli, compare
+from loopbp.cpu import warming
 
 FAST = ["--backends", "loops,einsum,numpy", "--repeat", "2"]
 
@@ -219,7 +220,7 @@ def _fake_run(calls, capsys):
 def test_compare_prints_the_header_at_once_and_each_row_when_its_backend_is_done(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(compare, "run", _fake_run(calls, capsys))
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda *args, **kwargs: True)
+    monkeypatch.setattr(warming, "is_warm", lambda *args, **kwargs: True)
     assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 0
     # einsum, the reference of the speed-ups, runs first; the header is out before it.
     assert [backend for backend, _ in calls] == ["einsum", "loops", "numpy"]
@@ -239,7 +240,7 @@ def test_compare_says_when_the_kernels_compile(warm, monkeypatch, capsys):
         return [{"first_s": 1.0, "median_s": 2.0, "number": 1, "difference": 0.0} for _ in points]
 
     monkeypatch.setattr(compare, "run", run)
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda *args, **kwargs: warm)
+    monkeypatch.setattr(warming, "is_warm", lambda *args, **kwargs: warm)
     assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 0
     said = "compiling the loop kernels for float64" in capsys.readouterr().err
     assert said is not warm
@@ -302,11 +303,12 @@ def test_cache_command_names_and_clears_the_folder(tmp_path, monkeypatch, capsys
 @pytest.mark.parametrize("background", [False, True], ids=["foreground", "background"])
 @pytest.mark.parametrize("warm", [False, True])
 def test_train_says_when_the_kernels_compile(warm, background, monkeypatch, capsys):
-    from loopbp import examples, warming
+    from loopbp import examples
+    from loopbp.cpu import warming
 
     original = examples.train_sine
     monkeypatch.setattr(examples, "train_sine", lambda **kwargs: original(**{**kwargs, "epochs": 2}))
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda *args, **kwargs: warm)
+    monkeypatch.setattr(warming, "is_warm", lambda *args, **kwargs: warm)
     # (Only the note: the calls themselves compile in this process, as the tests all do.)
     monkeypatch.setattr(warming, "compiles_in_background", lambda: background)
     assert cli.main(["train", "sine", "--no-progress"]) == 0
@@ -353,7 +355,7 @@ def test_every_subcommand_has_help(command, capsys):
 
 
 def test_compare_cuda_runs_einsum_and_puts_torch_and_jax_on_the_gpu(monkeypatch, capsys):
-    # The issue's command: einsum, the reference, is added; the peers are asked for the GPU.
+    # `loopbp compare --device cuda`: einsum, the reference, is added; the peers are asked for the GPU.
     calls = []
 
     def run(backend, points, *args, device="cpu", **kwargs):
@@ -390,7 +392,7 @@ def map_timings(monkeypatch):
     monkeypatch.setattr(compare, "run", _map_timings)
     monkeypatch.setattr(compare, "installed", lambda backend: True)
     monkeypatch.setattr(cli, "installed", lambda backend: True)
-    monkeypatch.setattr(cli.numba_cache, "is_warm", lambda *args, **kwargs: True)
+    monkeypatch.setattr(warming, "is_warm", lambda *args, **kwargs: True)
 
 
 def test_compare_map_prints_the_ratio_and_the_fastest_other_backend(map_timings, capsys):
@@ -451,18 +453,19 @@ def test_compare_map_plot(map_timings, tmp_path, capsys):
 def test_compare_map_title_names_the_sizes_dtype_date_cpu_and_vector_path(map_timings, monkeypatch):
     import datetime
 
-    from loopbp import comparison, simd
+    from loopbp import comparison
+    from loopbp.cpu import simd
 
-    monkeypatch.setattr(cli, "_cpu_model", lambda: "Test CPU 9000")
+    monkeypatch.setattr(cli, "cpu_model", lambda: "Test CPU 9000")
     result = comparison.Comparison.run(
         (3, 8, 8, 2), 10, dtype="float32", backends=("loops", "einsum", "numpy"), sweep="width,m", ms=[10]
     )
-    title = cli._map_title(result)
+    title = cli.map_title(result)
     assert title.startswith("loopbp compare --sweep width,m: sizes 3,W,W,2, float32, ")
     assert datetime.date.today().isoformat() in title
     assert f"Test CPU 9000, loops' vector path {simd.PATH}" in title
     assert "fastest of einsum, numpy / loops" in title
-    assert cli._cpu_model().strip()
+    assert cli.cpu_model().strip()
 
 
 @pytest.mark.parametrize(
@@ -552,10 +555,8 @@ def test_warm_compiles_or_loads_the_kernel_sets_asked_for(capsys):
     assert cli.main(["warm", "--dtype", "float64", "--kernels", "narrow"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 2 and out[0].startswith("narrow kernels, float64: ")
-    from loopbp import numba_cache
-
-    assert numba_cache.is_warm("float64", narrow=True)
-    assert out[1] == f"cache: {numba_cache.cache_dir()}"
+    assert warming.is_warm("float64", narrow=True)
+    assert out[1] == f"cache: {cli.numba_cache.cache_dir()}"
 
 
 def test_warm_rejects_unknown_choices(capsys):

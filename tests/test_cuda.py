@@ -24,15 +24,16 @@ from loopbp import layout
 from loopbp.agreement import TOLERANCE, gradient_difference, relative_difference
 
 try:
-    from loopbp import cuda_target
+    from loopbp.cuda import target as cuda_target
 
     cuda_target.require_gpu()
 except (ImportError, RuntimeError) as err:
     pytest.skip(f"no CUDA simulator or GPU: {err}", allow_module_level=True)
 
-from loopbp import cuda_engine, cuda_kernels  # noqa: E402
-from loopbp.cuda_engine import CudaEngine  # noqa: E402
-from loopbp.cuda_kernels import DEFAULT_SHAPE, TINY_SHAPE  # noqa: E402
+from loopbp.cuda import engine as cuda_engine  # noqa: E402
+from loopbp.cuda import kernels as cuda_kernels
+from loopbp.cuda.engine import CudaEngine  # noqa: E402
+from loopbp.cuda.kernels import DEFAULT_SHAPE, TINY_SHAPE  # noqa: E402
 
 SIMULATED = cuda_target.simulator_enabled()
 DTYPES = (np.float32, np.float64)
@@ -187,7 +188,7 @@ def test_kernels_configured_once_without_a_warning():
     code = """
         import warnings, numpy as np
         warnings.simplefilter("error")
-        from loopbp import cuda_engine, cuda_kernels
+        from loopbp.cuda import engine as cuda_engine, kernels as cuda_kernels
         kernel = cuda_kernels.kernels_for(np.dtype(np.float64)).add_error
         launcher = cuda_engine.configured(kernel, 1, 256)
         print(type(launcher).__name__, tuple(launcher.griddim), tuple(launcher.blockdim))
@@ -204,8 +205,8 @@ def test_numpy_without_row_stack_keeps_vstack():
         import numpy as np
         if hasattr(np, "row_stack"):
             del np.row_stack
-        from loopbp import cuda_target
-        cuda_target._numba_cuda()
+        from loopbp.cuda import target as cuda_target
+        cuda_target.numba_cuda()
         print(hasattr(np, "row_stack"), np.vstack.__name__)
     """
     out = _without_simulator(code)

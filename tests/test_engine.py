@@ -5,7 +5,8 @@ import pytest
 from problems import make_problem
 
 import loopbp
-from loopbp import engine, layout, passes
+from loopbp import layout
+from loopbp.cpu import engine, layer_loop, profiler, workspace
 
 
 def test_layout_is_the_one_network_and_functions_use():
@@ -26,11 +27,11 @@ def _stopped(sizes, m, stop):
     # gradient_pass on the packed/portable kernels, stopped after step `stop` (-1: all),
     # from a grad and activations filled with a sentinel.
     W, b, X, Y, acts = make_problem(sizes, m, ["tanh"] * (len(sizes) - 2) + ["sigmoid"])
-    eng = engine.Engine(tuple(sizes), tuple(acts), np.dtype(np.float64), engine.WorkspacePool(1))
-    work = engine.Workspace(sizes, m, np.float64, narrow=False)
+    eng = engine.Engine(tuple(sizes), tuple(acts), np.dtype(np.float64), workspace.WorkspacePool(1))
+    work = workspace.Workspace(sizes, m, np.float64, narrow=False)
     work.activations[:] = 7.0
     grad = np.full(eng.n_parameters, 7.0)
-    E = passes.gradient_pass(
+    E = layer_loop.gradient_pass(
         layout.pack(W, b), eng.sizes_array, eng.codes, X, Y, grad,
         work.activations, work.deltas, work.scratch, work.squares, work.tile, work.narrow, work.plan,
         1, None, stop,
@@ -40,7 +41,7 @@ def _stopped(sizes, m, stop):
 
 def test_the_driver_stops_after_each_named_step():
     sizes, m = (5, 6, 4, 3), 11
-    steps = passes.gradient_steps(sizes)
+    steps = layer_loop.gradient_steps(sizes)
     L = len(sizes) - 1
     assert len(steps) == 3 * L + 1
     assert [name for name, _ in steps][L : L + 2] == ["dE/dA^L, E", "dE/dZ^L = dE/dA^L g'"]
@@ -65,11 +66,11 @@ def test_the_driver_stops_after_each_named_step():
 @pytest.mark.parametrize("narrow", [False, True])
 def test_kernel_times_name_every_step(narrow):
     net, X, Y = _network()
-    rows = net.engine.kernel_times(net.theta, X, Y, repeat=2, narrow=narrow)
+    rows = profiler.kernel_times(net.engine, net.theta, X, Y, repeat=2, narrow=narrow)
     if narrow:
         assert [name for name, _, _ in rows] == ["narrow kernels, the whole gradient"]
     else:
-        assert [name for name, _, _ in rows] == [name for name, _ in passes.gradient_steps(net.sizes)]
+        assert [name for name, _, _ in rows] == [name for name, _ in layer_loop.gradient_steps(net.sizes)]
         gflop = [g for _, _, g in rows if g is not None]
         assert len(gflop) == 3 * (len(net.sizes) - 1) - 1
     assert all(np.isfinite(seconds) for _, seconds, _ in rows)

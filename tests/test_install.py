@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_the_locator_takes_loopbp_files_only(tmp_path):
         pass
 
     assert numba_cache.LoopbpCacheLocator.from_function(f, __file__) is None
-    kernels_file = os.path.join(os.path.dirname(loopbp.__file__), "kernels.py")
+    kernels_file = os.path.join(os.path.dirname(loopbp.__file__), "cpu", "kernels.py")
     locator = numba_cache.LoopbpCacheLocator.from_function(f, kernels_file)
     assert locator is not None
     assert locator.get_cache_path() == numba_cache.cache_dir()
@@ -59,10 +60,11 @@ def test_the_locator_takes_loopbp_files_only(tmp_path):
 @needs_jit
 def test_kernels_are_cached_outside_the_package_and_an_edit_recompiles_them_all(tmp_path):
     # A copy of the package, run twice: the cache goes to LOOPBP_CACHE_DIR, none of it
-    # beside the sources. Then passes.py changes, as an edit would change it: every
-    # kernel must compile again (Numba's own stamp would redo passes.py's alone).
-    # The functions compiled are two small cached ones in two modules, E from A^L
-    # (passes.py) and its row sums (kernels.py): the locator and its stamp are the same
+    # beside the sources. Then a file of another subpackage changes, as an edit would
+    # change it: every kernel must compile again (Numba's own stamp would redo none, as
+    # no compiled function is in that file). The functions compiled are two small cached
+    # ones in two modules, E from A^L (cpu/layer_loop.py) and its row sums
+    # (cpu/kernels.py): the locator and its stamp are the same
     # for every cached function of the package, and these compile in a second where the
     # driver takes tens (the install test below runs the driver itself from an installed
     # copy).
@@ -76,7 +78,7 @@ def test_kernels_are_cached_outside_the_package_and_an_edit_recompiles_them_all(
         assert loopbp.__file__.startswith(sys.argv[1])
         rng = np.random.default_rng(0)
         A_L, Y = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
-        E = loopbp.passes.error_from_output(A_L, Y)
+        E = loopbp.cpu.layer_loop.error_from_output(A_L, Y)
         print(abs(E - loopbp.einsum_reference.error_from_output(A_L, Y)) < 1e-12)
         print(loopbp.numba_cache.cache_dir())
         print(loopbp.numba_cache.sources_fingerprint())
@@ -96,22 +98,22 @@ def test_kernels_are_cached_outside_the_package_and_an_edit_recompiles_them_all(
 
     agree, folder, fingerprint, saved = run()
     assert agree == "True"
-    assert saved >= {"passes.error_from_output", "kernels.squared_error_row"}
+    assert saved >= {"layer_loop.error_from_output", "kernels.squared_error_row"}
     assert folder.parent == cache_root
     indexes = sorted(folder.glob("*.nbi"))
-    assert {p.name.split(".")[0] for p in indexes} >= {"kernels", "passes"}
+    assert {p.name.split(".")[0] for p in indexes} >= {"kernels", "layer_loop"}
     assert all(_index_stamp(p) == fingerprint for p in indexes)
     assert not list(package.rglob("*.nbi")) and not list(package.rglob("*.nbc"))
 
     # A warm cache: nothing is compiled or saved again.
     assert run()[3] == set()
 
-    passes_py = package / "passes.py"
-    passes_py.write_text(passes_py.read_text() + "\n")
+    edited = package / "cuda" / "target.py"
+    edited.write_text(edited.read_text() + "\n")
     agree, _, new_fingerprint, saved = run()
     assert agree == "True" and new_fingerprint != fingerprint
-    # kernels.py did not change, and was compiled again all the same.
-    assert saved >= {"passes.error_from_output", "kernels.squared_error_row"}
+    # Neither cpu/layer_loop.py nor cpu/kernels.py changed, and both compiled again.
+    assert saved >= {"layer_loop.error_from_output", "kernels.squared_error_row"}
     assert all(_index_stamp(p) == new_fingerprint for p in folder.glob("*.nbi"))
 
 
@@ -163,16 +165,17 @@ def test_install_run_uninstall_reinstall_in_a_fresh_virtual_environment(tmp_path
         # (once the background compile has ended) the fast kernels, to rounding error.
         code = (
             "import logging; logging.basicConfig(level=logging.WARNING); "
-            "import numpy as np, loopbp; from loopbp import driver, numba_cache, serial_driver, warming; "
+            "import numpy as np, loopbp; from loopbp import numba_cache; "
+            "from loopbp.cpu import driver, serial_driver, warming; "
             "net = loopbp.Network([3, 4, 2], ['sigmoid', 'identity'], seed=0); "
             "X, Y = np.ones((3, 2)), np.ones((2, 2)); "
-            "warm = numba_cache.is_warm('float64'); E = net.gradient(X, Y)[0]; "
+            "warm = warming.is_warm('float64'); E = net.gradient(X, Y)[0]; "
             "first = warming.entry_point(net.sizes, net.dtype); "
             "ended = warming.wait_for_background_compiles(timeout=500); "
             "agree = abs(net.gradient(X, Y)[0] - E) <= 1e-12 * abs(E); "
             "then = warming.entry_point(net.sizes, net.dtype); "
             "print(net.forward(X).shape, loopbp.__file__, numba_cache.cache_dir(), "
-            "warm, numba_cache.is_warm('float64'), numba_cache.is_warm('float32'), "
+            "warm, warming.is_warm('float64'), warming.is_warm('float32'), "
             "first is serial_driver.run, ended and agree and then is driver.run, sep='|')"
         )
         out = subprocess.run(
@@ -195,6 +198,12 @@ def test_install_run_uninstall_reinstall_in_a_fresh_virtual_environment(tmp_path
         check=True,
     )
     (wheel,) = wheels.glob("loopbp-*.whl")
+    # The wheel holds every module of every subpackage, and the type marker.
+    with zipfile.ZipFile(wheel) as archive:
+        packed = {name for name in archive.namelist() if name.startswith("loopbp/")}
+    sources = {p.relative_to(REPO).as_posix() for p in (REPO / "loopbp").rglob("*.py")}
+    assert {"loopbp/cpu/driver.py", "loopbp/cuda/engine.py"} <= sources <= packed
+    assert "loopbp/py.typed" in packed
     pip(str(wheel))
     # What loopbp 0.1.0 left beside its sources, as if it had been installed here before.
     legacy = site / "loopbp" / "__pycache__"
@@ -256,8 +265,8 @@ def test_the_fallback_folder_must_be_private(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    assert not numba_cache._usable(str(shared / "loopbp_x"), private=True)
-    assert numba_cache._usable(str(shared / "loopbp_y"), private=False)
+    assert not numba_cache.usable_folder(str(shared / "loopbp_x"), private=True)
+    assert numba_cache.usable_folder(str(shared / "loopbp_y"), private=False)
     mine = tmp_path / "mine"
     mine.mkdir(mode=0o700)
-    assert numba_cache._usable(str(mine / "loopbp_x"), private=True)
+    assert numba_cache.usable_folder(str(mine / "loopbp_x"), private=True)

@@ -175,9 +175,9 @@ def test_the_first_call_logs_that_the_kernels_compile(monkeypatch, caplog):
     # with LOOPBP_COMPILE=foreground; tests/test_warming.py checks the background mode.)
     import logging
 
-    from loopbp import numba_cache, warming
+    from loopbp.cpu import warming
 
-    monkeypatch.setattr(numba_cache, "is_warm", lambda *args, **kwargs: False)
+    monkeypatch.setattr(warming, "is_warm", lambda *args, **kwargs: False)
     monkeypatch.setattr(warming, "_fast", set())
     monkeypatch.setattr(warming, "_jobs", {})
     net = loopbp.Network((3, 4, 2), ("sigmoid", "identity"), seed=0)
@@ -204,3 +204,19 @@ def test_read_only_parameters_serve_every_call_but_fit():
     assert np.array_equal(net.forward(X), A)
     with pytest.raises(ValueError, match="read-only"):
         net.fit(X, Y, learning_rate=0.1, epochs=1, progress=False)
+
+
+def test_a_network_pickled_by_loopbp_0_3_0_loads():
+    # tests/data/network-0.3.0.pickle: Network([2, 3, 1], ["tanh", "identity"], seed=0)
+    # pickled by loopbp 0.3.0, whose modules were all in one flat package. The class
+    # keeps its path (loopbp.network.Network), so the file loads into a working network.
+    import pickle
+    from pathlib import Path
+
+    with open(Path(__file__).parent / "data" / "network-0.3.0.pickle", "rb") as f:
+        old = pickle.load(f)
+    new = loopbp.Network([2, 3, 1], ["tanh", "identity"], seed=0)
+    assert type(old) is loopbp.Network and old.sizes == new.sizes and old.activations == new.activations
+    np.testing.assert_array_equal(old.theta, new.theta)
+    X, Y = np.ones((2, 4)), np.ones((1, 4))
+    assert old.gradient(X, Y)[0] == new.gradient(X, Y)[0]

@@ -1,7 +1,7 @@
 """Numba's cache and parallel code: the failure that shapes how loopbp caches its kernels.
 
 loopbp compiles every ``parallel=True`` kernel in each process that compiles a caller, and
-caches only the entry point (see the end of ``loopbp/passes.py``), because a cached
+caches only the entry point (see the end of ``loopbp/cpu/layer_loop.py``), because a cached
 function that calls a cached parallel function, compiled in another process, crashes when
 a third process loads it. The reproducer below is kept so that the day Numba fixes it
 shows (the test then passes, an XPASS in the summary), and loopbp can cache its kernels
@@ -82,13 +82,13 @@ def test_three_processes_compiling_into_one_cache_at_once_leave_it_loadable(tmp_
     code = textwrap.dedent(
         """
         import numpy as np, loopbp
-        from loopbp import numba_cache
+        from loopbp.cpu import warming
         rng = np.random.default_rng(0)
         W = [rng.standard_normal((4, 3)), rng.standard_normal((2, 4))]
         b = [rng.standard_normal(4), rng.standard_normal(2)]
         X, Y = rng.standard_normal((3, 9)), rng.standard_normal((2, 9))
         acts = ["tanh", "identity"]
-        warm = numba_cache.is_warm("float64", narrow=True)
+        warm = warming.is_warm("float64", narrow=True)
         E, dW, db = loopbp.gradient(W, b, X, Y, acts)
         E_ref, dW_ref, db_ref = loopbp.gradient(W, b, X, Y, acts, backend="einsum")
         worst = max(np.abs(a - r).max() for a, r in zip(dW + db, dW_ref + db_ref))

@@ -1,4 +1,4 @@
-"""The plan of a gradient (loopbp.plan): each contraction's kernel and threads.
+"""The plan of a gradient (loopbp.cpu.plan): each contraction's kernel and threads.
 
 The plan's streaming contractions are checked like every other kernel set: against the
 einsum reference within the dtype's tolerance, and bitwise over thread counts.
@@ -10,8 +10,9 @@ import pytest
 from problems import make_problem
 
 import loopbp
-from loopbp import driver, engine, layout, passes, plan, simd
+from loopbp import layout
 from loopbp.agreement import TOLERANCE, gradient_difference
+from loopbp.cpu import driver, layer_loop, plan, simd, workspace
 from loopbp.validation import activation_codes
 
 DTYPES = [np.float64, np.float32]
@@ -48,7 +49,7 @@ def _gradient(sizes, m, dtype, forced, threads):
     # The whole gradient through the packed driver (the library's entry point, so that it
     # compiles nothing the other tests do not) with every contraction's kernel forced.
     W, b, X, Y, acts = make_problem(sizes, m, ["tanh"] * (len(sizes) - 2) + ["sigmoid"], dtype=dtype)
-    work = engine.Workspace(sizes, m, dtype, narrow=False)
+    work = workspace.Workspace(sizes, m, dtype, narrow=False)
     if forced is not None:
         work.plan = work.plan.copy()
         work.plan[:, :, 0] = forced
@@ -71,7 +72,7 @@ def _gradient(sizes, m, dtype, forced, threads):
             *unused,
             threads,
         )
-        assert status == passes.FINITE
+        assert status == layer_loop.FINITE
     finally:
         numba.set_num_threads(previous)
     dW, db = layout.unpack(grad, tuple(sizes))

@@ -57,17 +57,17 @@ def test_run_to_run_identical(sizes, m, pattern):
 
 def test_both_paths_are_exercised_by_the_test_table():
     # Tiny networks run in the calling thread, larger ones in parallel regions; the
-    # shapes of the agreement table cover both sides of engine.SERIAL_BELOW.
-    from loopbp import engine
+    # shapes of the agreement table cover both sides of threads.SERIAL_BELOW.
+    from loopbp.cpu import threads
 
-    assert not engine.worth_threads((2, 8, 8, 1), 100)
-    assert engine.worth_threads((64, 128, 128, 10), 200)
+    assert not threads.worth_threads((2, 8, 8, 1), 100)
+    assert threads.worth_threads((64, 128, 128, 10), 200)
 
 
 @pytest.mark.parametrize("path", ["host", "portable"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_serial_and_parallel_kernels_are_bitwise_equal(dtype, path):
-    from loopbp import kernels, packed_kernels, simd, tiled_kernels
+    from loopbp.cpu import kernels, packed_kernels, simd, tiled_kernels
 
     rng = np.random.default_rng(0)
     # m = 1100 is cut into 3 blocks for 1 thread and 4 for 2, and 61 x 1100 values of
@@ -86,7 +86,8 @@ def test_serial_and_parallel_kernels_are_bitwise_equal(dtype, path):
     if tile is not None:
         contractions = [(n_in, m), (n_next, m), (m, n_in)]
         scratch = np.empty(packed_kernels.scratch_length(tile, threads, contractions), dtype)
-        panels = np.empty(max(packed_kernels.panels_length(tile, n, k) for k in (n_in, n_next, m)), dtype)
+        mr = tile.shape[0]
+        panels = np.empty((n + mr - 1) // mr * mr * max(n_in, n_next, m), dtype)
 
     def run(parallel):
         A = np.empty((n, m), dtype)
@@ -176,7 +177,7 @@ _CONCURRENT = textwrap.dedent(
 @pytest.mark.parametrize("layer", [None, "workqueue"])
 def test_concurrent_python_threads(layer):
     # Numba's workqueue layer aborts the whole process when two threads start parallel
-    # regions at once; loopbp's lock (loopbp.thread_safety) must prevent that.
+    # regions at once; loopbp's lock (loopbp.cpu.threads) must prevent that.
     env = dict(os.environ)
     if layer is not None:
         env["NUMBA_THREADING_LAYER"] = layer
@@ -216,7 +217,7 @@ def test_a_forked_child_can_compute():
 
 
 def test_run_locks_only_parallel_calls(monkeypatch):
-    from loopbp import thread_safety
+    from loopbp.cpu import threads
 
     events = []
 
@@ -227,10 +228,10 @@ def test_run_locks_only_parallel_calls(monkeypatch):
         def __exit__(self, *exc):
             events.append("unlock")
 
-    monkeypatch.setattr(thread_safety, "_lock", RecordingLock())
-    assert thread_safety.run(lambda x, threads: (x, threads), 1, parallel=False) == (1, 1)
+    monkeypatch.setattr(threads, "_lock", RecordingLock())
+    assert threads.run(lambda x, threads: (x, threads), 1, parallel=False) == (1, 1)
     assert events == []
-    assert thread_safety.run(lambda x, threads: (x, threads), 2, parallel=True) == (
+    assert threads.run(lambda x, threads: (x, threads), 2, parallel=True) == (
         2,
         numba.get_num_threads(),
     )
@@ -239,23 +240,23 @@ def test_run_locks_only_parallel_calls(monkeypatch):
 
 @pytest.mark.parametrize("layer,serial", [("omp", True), ("tbb", False), ("workqueue", False), (None, False)])
 def test_after_fork_only_openmp_turns_threads_off(monkeypatch, layer, serial):
-    from loopbp import engine, thread_safety
+    from loopbp.cpu import threads
 
     def threading_layer():
         if layer is None:
             raise ValueError("no parallel region has run yet")
         return layer
 
-    monkeypatch.setattr(thread_safety, "_serial_only", False)
-    monkeypatch.setattr(thread_safety, "_lock", thread_safety._lock)
-    monkeypatch.setattr(thread_safety.numba, "threading_layer", threading_layer)
-    thread_safety._after_fork_in_child()
-    assert thread_safety.threads_allowed() is not serial
-    assert engine.worth_threads((64, 128, 128, 10), 1000) is not serial
+    monkeypatch.setattr(threads, "_serial_only", False)
+    monkeypatch.setattr(threads, "_lock", threads._lock)
+    monkeypatch.setattr(threads.numba, "threading_layer", threading_layer)
+    threads._after_fork_in_child()
+    assert threads.threads_allowed() is not serial
+    assert threads.worth_threads((64, 128, 128, 10), 1000) is not serial
 
 
 def test_too_short_scratch_is_an_error():
-    from loopbp import packed_kernels, simd, tiled_kernels
+    from loopbp.cpu import packed_kernels, simd, tiled_kernels
 
     W, A_prev = np.ones((3, 5)), np.ones((5, 40))
     with pytest.raises(ValueError, match="scratch is too short"):
@@ -263,17 +264,18 @@ def test_too_short_scratch_is_an_error():
     # The packed kernels' buffer lookup itself: a whole packed kernel would compile for seconds.
     tile = simd.tile(np.float64, "avx2")
     scratch = np.empty(packed_kernels.scratch_length(tile, 2, [(5, 40)]))
-    assert packed_kernels._thread_buffer(tile, scratch, 1, 5, 40).shape[0] == scratch.shape[0] // 2
+    assert packed_kernels.thread_buffer(tile, scratch, 1, 5, 40).shape[0] == scratch.shape[0] // 2
     with pytest.raises(ValueError, match="scratch is too short"):
-        packed_kernels._thread_buffer(tile, scratch, 2, 5, 40)
+        packed_kernels.thread_buffer(tile, scratch, 2, 5, 40)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_loops_that_llvm_vectorises_use_the_full_width(dtype):
     # simd.full_width: sigmoid, and the narrow kernels, in 512-bit registers on AVX-512
     # CPUs, where LLVM's own tuning would keep them to 256 bits.
-    from loopbp import narrow_kernels, simd
-    from loopbp.activations import activate_row, activation_code
+    from loopbp.activations import activation_code
+    from loopbp.cpu import narrow_kernels, simd
+    from loopbp.cpu.activation_rows import activate_row
 
     if simd.host_path() != "avx512":
         pytest.skip("this CPU has no AVX-512")
@@ -295,13 +297,13 @@ def test_loops_that_llvm_vectorises_use_the_full_width(dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("path", ["avx512", "avx2"])
 def test_the_micro_kernel_is_pure_broadcast_and_fma(path, dtype):
-    # What the issue asked of the register block, read off the machine code: per step of
+    # What the register block must compile to, read off the machine code: per step of
     # k, MR x VECTORS vector FMAs of the path's width, and no shuffles, extracts,
     # gathers or stack spills in the loop. Only where the CPU has the path's vectors:
     # elsewhere LLVM splits them, which is correct (the agreement tests) but not this code.
     import re
 
-    from loopbp import simd
+    from loopbp.cpu import simd
 
     if simd.PATHS.index(simd.host_path()) > simd.PATHS.index(path):
         pytest.skip(f"this CPU has no {path}")
@@ -324,7 +326,7 @@ def test_the_micro_kernel_is_pure_broadcast_and_fma(path, dtype):
 
 
 def test_the_vector_path_follows_the_cpu_and_can_be_narrowed(monkeypatch):
-    from loopbp import simd
+    from loopbp.cpu import simd
 
     assert simd.host_path({"avx512f": True, "avx2": True, "fma": True}) == "avx512"
     assert simd.host_path({"avx512f": False, "avx2": True, "fma": True}) == "avx2"
@@ -333,13 +335,13 @@ def test_the_vector_path_follows_the_cpu_and_can_be_narrowed(monkeypatch):
     monkeypatch.setattr(simd, "host_path", lambda: "avx2")
     for asked, path in [("", "avx2"), ("AVX2", "avx2"), ("portable", "portable")]:
         monkeypatch.setenv("LOOPBP_SIMD", asked)
-        assert simd._path_from_environment() == path
+        assert simd.path_from_environment() == path
     monkeypatch.setenv("LOOPBP_SIMD", "avx512")
     with pytest.raises(ValueError, match="wider than this CPU supports"):
-        simd._path_from_environment()
+        simd.path_from_environment()
     monkeypatch.setenv("LOOPBP_SIMD", "sse")
     with pytest.raises(ValueError, match="LOOPBP_SIMD must be one of avx512, avx2, portable"):
-        simd._path_from_environment()
+        simd.path_from_environment()
     with pytest.raises(ValueError, match="path must be one of"):
         simd.tile(np.float64, "neon")
     assert simd.tile(np.float32, "avx512").shape == (14, 32)

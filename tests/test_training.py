@@ -70,7 +70,7 @@ def test_growing_error_stops_fit_long_before_it_overflows(backend, callback):
     # a z, so z <- (1 - 2a) z. With a = 1.5, z doubles in size and E = z^2 / 2 grows 4x
     # per epoch: E_k = 4^k E_0, first above DIVERGENCE_FACTOR E_0 = 1e4 E_0 at k = 7
     # (4^7 = 16384), where an overflow would take about 500 epochs.
-    from loopbp.training import DIVERGENCE_FACTOR
+    from loopbp.errors import DIVERGENCE_FACTOR
 
     net = loopbp.Network([1, 1], ["identity"], seed=0)
     X, Y = np.ones((1, 1)), np.zeros((1, 1))
@@ -283,7 +283,7 @@ def test_no_progress_bar_off_a_terminal(capsys):
 
 @pytest.mark.parametrize("batch_size", [None, 16])
 def test_loops_and_einsum_draw_the_same_batches(batch_size):
-    # Both backends shuffle with loopbp.training_loop.shuffle from the network's seed, so the
+    # Both backends shuffle with loopbp.shuffling.shuffle from the network's seed, so the
     # same steps are taken; they differ by rounding only.
     X, Y = sine_data()
     a, b = _sine_network(), _sine_network()
@@ -294,12 +294,12 @@ def test_loops_and_einsum_draw_the_same_batches(batch_size):
 
 
 def test_splitmix64_matches_its_reference_and_shuffles_uniformly():
-    from loopbp import training_loop
+    from loopbp import shuffling
 
     # The first outputs of SplitMix64 from state 0: the reference algorithm
     # (prng.di.unimi.it/splitmix64.c) run with Python integers mod 2^64 gives these.
     state = np.zeros(1, dtype=np.uint64)
-    assert [int(training_loop.next_uint64(state)) for _ in range(2)] == [
+    assert [int(shuffling.next_uint64(state)) for _ in range(2)] == [
         0xE220A8397B1DCDAF,
         0x6E789E6AA1B965F4,
     ]
@@ -310,7 +310,7 @@ def test_splitmix64_matches_its_reference_and_shuffles_uniformly():
     n = 60_000
     for _ in range(n):
         order = np.arange(3, dtype=np.int64)
-        training_loop.shuffle(order, state)
+        shuffling.shuffle(order, state)
         counts[tuple(order)] = counts.get(tuple(order), 0) + 1
     assert len(counts) == 6
     chi2 = sum((c - n / 6) ** 2 / (n / 6) for c in counts.values())
@@ -318,13 +318,13 @@ def test_splitmix64_matches_its_reference_and_shuffles_uniformly():
 
 
 def test_epochs_per_call_aim_at_a_twentieth_of_a_second():
-    from loopbp import training
+    from loopbp import pacing, training
 
     X, Y = sine_data()
     trainer = training.Trainer(_sine_network(), X, Y, 0.1, X.shape[1])
     assert trainer.epochs_per_call(1000) == 1  # nothing measured yet
     trainer.seconds_per_epoch = 1e-5
-    assert trainer.epochs_per_call(10**6) == round(training.SECONDS_PER_CALL / 1e-5)
+    assert trainer.epochs_per_call(10**6) == round(pacing.SECONDS_PER_CALL / 1e-5)
     assert trainer.epochs_per_call(7) == 7
     trainer.seconds_per_epoch = 1.0
     assert trainer.epochs_per_call(10) == 1

@@ -11,16 +11,17 @@ import pytest
 from problems import DTYPES, SHAPES, activations_for, make_problem
 
 import loopbp
-from loopbp import driver, engine, layout, numba_cache, passes, serial_driver, warming
+from loopbp import layout, numba_cache
 from loopbp.agreement import TOLERANCE, gradient_difference, relative_difference
-from loopbp.training_loop import shuffle_state
+from loopbp.cpu import driver, layer_loop, serial_driver, warming, workspace
+from loopbp.shuffling import shuffle_state
 from loopbp.validation import activation_codes
 
 
 def _call(run, mode, sizes, acts, theta, X, Y, training=None):
     # One call of `run` (driver.run or serial_driver.run) as the engine makes it, in one thread.
     dtype = theta.dtype
-    work = engine.Workspace(sizes, X.shape[1], dtype)
+    work = workspace.Workspace(sizes, X.shape[1], dtype)
     grad = np.full_like(theta, np.nan)
     args = driver.unused_training_arguments(dtype) if training is None else training
     sizes_array, codes = np.array(sizes, np.int64), activation_codes(acts)
@@ -35,14 +36,14 @@ def test_the_serial_loops_agree_with_einsum(name, sizes, m, dtype):
     theta = layout.pack(W, b)
     tol = TOLERANCE[np.dtype(dtype)]
     status, E, _, grad, work = _call(serial_driver.run, driver.GRADIENT, sizes, acts, theta, X, Y)
-    assert status == passes.FINITE
+    assert status == layer_loop.FINITE
     dW, db = layout.unpack(grad, sizes)
     assert gradient_difference((E, dW, db), loopbp.gradient(W, b, X, Y, acts, backend="einsum")) <= tol
 
     status, E, _, _, work = _call(
         serial_driver.run, driver.FORWARD, sizes, acts, theta, X, np.empty((0, 0), dtype)
     )
-    assert status == passes.FINITE and E == 0.0
+    assert status == layer_loop.FINITE and E == 0.0
     assert relative_difference(work.output(), loopbp.forward(W, b, X, acts, backend="einsum")) <= tol
 
 
@@ -62,7 +63,7 @@ def test_the_serial_loops_train_as_the_fast_kernels_do(sizes, batch_size, dtype)
         batch = np.empty(sizes[0] * batch_size, dtype), np.empty(sizes[-1] * batch_size, dtype)
         training = (dtype(0.05), 0, 3, history, batch_size, rng, order, *batch)
         status, _, finished, _, _ = _call(run, driver.TRAIN, sizes, acts, theta, X, Y, training)
-        assert (status, finished) == (passes.FINITE, 3)
+        assert (status, finished) == (layer_loop.FINITE, 3)
         results.append((theta, history, order))
     (theta_fast, history_fast, order_fast), (theta, history, order) = results
     # Mini-batches: the same shuffles; a full batch is never shuffled.
@@ -82,9 +83,9 @@ def test_the_serial_loops_report_what_is_not_finite():
     X_nan = X.copy()
     X_nan[1, 2] = np.nan
     status, E, _, _, _ = _call(serial_driver.run, driver.GRADIENT, sizes, acts, theta, X_nan, Y)
-    assert status == passes.INPUT_NOT_FINITE and np.isnan(E)
+    assert status == layer_loop.INPUT_NOT_FINITE and np.isnan(E)
     status, _, _, _, _ = _call(serial_driver.run, driver.GRADIENT, sizes, acts, theta * 1e200, X, Y)
-    assert status == passes.RESULT_NOT_FINITE
+    assert status == layer_loop.RESULT_NOT_FINITE
 
 
 @pytest.mark.parametrize(("batch_size", "alpha"), [(2, 0.6), (5, 0.8)], ids=["mini-batches", "full-batch"])
@@ -163,7 +164,7 @@ def test_another_process_compiling_is_awaited_not_repeated(fresh_process_state, 
     with caplog.at_level(logging.INFO, logger="loopbp"):
         assert warming.entry_point(sizes, np.float32) is serial_driver.run
         assert warming.entry_point(sizes, np.float32) is serial_driver.run
-        monkeypatch.setattr(numba_cache, "is_warm", lambda *args, **kwargs: True)  # it has finished
+        monkeypatch.setattr(warming, "is_warm", lambda *args, **kwargs: True)  # it has finished
         assert warming.entry_point(sizes, np.float32) is driver.run
     waiting, ready = _messages(caplog)
     assert waiting.startswith("another process is compiling the fast loop kernels (the wide set) for float32")
@@ -209,7 +210,7 @@ def test_an_unknown_compile_mode_is_named_warm_or_cold(fresh_process_state, monk
         warming.compile_mode()
     net = loopbp.Network((3, 4, 2), ("sigmoid", "identity"), seed=0)
     for warm in (False, True):
-        monkeypatch.setattr(numba_cache, "is_warm", lambda *args, warm=warm, **kwargs: warm)
+        monkeypatch.setattr(warming, "is_warm", lambda *args, warm=warm, **kwargs: warm)
         with pytest.raises(ValueError, match="LOOPBP_COMPILE"):
             net.gradient(np.ones((3, 2)), np.ones((2, 2)))
     with warming.foreground():

@@ -1,6 +1,6 @@
-"""The first call's compile: the serial loops while the fast kernels compile, and `warm`.
+"""The first call's compile: the serial loops run while the fast kernels compile.
 
-The fast loop kernels (``loopbp.driver``) are compiled by Numba at their first call and
+The fast loop kernels (``loopbp.cpu.driver``) are compiled by Numba at their first call and
 kept in the cache (``loopbp.numba_cache``), once per dtype and kernel set: the narrow
 kernels, for networks whose layers are all at most ``narrow_kernels.WIDTH`` wide, and
 the packed and streaming kernels for every other network. Each set takes 20 to 50 s to
@@ -12,7 +12,7 @@ holds the network's set, the fast kernels. When it does not, by default
 (``LOOPBP_COMPILE=background``), it starts a background process that compiles the set
 into the cache (``loopbp warm``, at a lower priority, in a session of its own so that it
 outlives the calling process) and, until that process has ended, runs the calls on the
-plain loops in the calling thread (``loopbp.serial_driver``), which compile in seconds;
+plain loops in the calling thread (``loopbp.cpu.serial_driver``), which compile in seconds;
 the first call after that loads the fast kernels. One process compiles each set at a
 time: it holds a lock file in the cache folder, and other processes that need the set run
 the plain loops and look in the cache every `POLL_SECONDS`. Where a second process cannot
@@ -20,19 +20,20 @@ help (one core, a frozen application, no cache folder) the calling process compi
 
 Results from the two agree to rounding error, not bitwise, and a `fit` that starts on the
 plain loops goes on with the fast kernels between two steps, when they are ready: for
-results that do not depend on when a compile ends, compile first (`warm`,
+results that do not depend on when a compile ends, compile first (`loopbp.warm`,
 ``loopbp warm``) or set ``LOOPBP_COMPILE=foreground``, which compiles the fast kernels in
 the calling process at the first call, and every call waits for them. INFO messages on the
 ``"loopbp"`` logger say what is compiling, for how long, and when the fast kernels take
 over; a warning, when a background compile fails (its output is kept in the cache folder).
 
-`warm` compiles (or loads) the sets ahead of time, in this process, as ``loopbp warm``
-does, e.g. in a Docker image or a CI cache step.
+`loopbp.warm` (``loopbp.precompile``) compiles (or loads) the sets ahead of time, in the
+calling process, as ``loopbp warm`` does, e.g. in a Docker image or a CI cache step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import subprocess
@@ -43,8 +44,8 @@ import time
 import numba
 import numpy as np
 
-from . import driver, narrow_kernels, numba_cache, serial_driver
-from .validation import check_choice
+from .. import numba_cache
+from . import driver, narrow_kernels, serial_driver
 
 logger = logging.getLogger("loopbp")
 
@@ -233,8 +234,38 @@ def _background_possible() -> bool:
     return (cores or 1) > 1
 
 
+def is_warm(dtype, narrow=None, folder=None) -> bool:
+    """Whether the cache holds the fast kernels (``driver.run``) compiled for `dtype` from these sources.
+
+    Parameters
+    ----------
+    dtype : str or numpy.dtype
+        ``"float64"`` or ``"float32"``.
+    narrow : bool or None
+        Whether the kernel set asked for is the narrow kernels' (True) or the packed and
+        streaming kernels' (False); each is compiled when a network first needs it.
+        None: either.
+    folder : str or None
+        The cache folder to look in; by default ``numba_cache.cache_dir()``.
+
+    Returns
+    -------
+    bool
+    """
+    position = list(inspect.signature(driver.run.py_func).parameters).index("narrow")
+    for types in numba_cache.cached_signatures("driver.run", folder):
+        # theta, the first array argument, has the dtype (run's float64 buffers do not tell).
+        theta = next((t for t in types if isinstance(t, numba.types.Array)), None)
+        if theta is None or str(theta.dtype) != str(dtype):
+            continue
+        # The type of run's `narrow`: bool for the narrow kernels, none for the others.
+        if narrow is None or str(types[position]) == ("bool" if narrow else "none"):
+            return True
+    return False
+
+
 def _cached(key) -> bool:
-    return numba_cache.is_warm(key[0], narrow=key[1] == "narrow", folder=numba_cache.kernel_folder())
+    return is_warm(key[0], narrow=key[1] == "narrow", folder=numba_cache.kernel_folder())
 
 
 def _compile_here(key):
@@ -404,34 +435,3 @@ def wait_for_background_compiles(timeout: float | None = None) -> bool:
         except subprocess.TimeoutExpired:
             return False
     return True
-
-
-def warm(dtypes=("float64", "float32"), kernels=("narrow", "wide")) -> list[tuple[str, str, bool, float]]:
-    """Compile, or load from the cache, the loop kernels for these dtypes and kernel sets.
-
-    Parameters
-    ----------
-    dtypes : sequence of {"float64", "float32"}
-    kernels : sequence of {"narrow", "wide"}
-        The narrow kernels (networks whose layers are all at most 40 wide) and those of
-        every other network.
-
-    Returns
-    -------
-    list of (dtype, kernel set, was in the cache, seconds)
-    """
-    from .network import Network
-
-    done = []
-    # The point is the fast kernels in the cache: compile them here, whatever LOOPBP_COMPILE says.
-    with foreground():
-        for dtype in dtypes:
-            dtype = np.dtype(dtype)
-            for name in kernels:
-                sizes = KERNEL_SETS[check_choice(name, "kernels", tuple(KERNEL_SETS))]
-                cached = numba_cache.is_warm(dtype.name, narrow=name == "narrow")
-                net = Network(sizes, ("sigmoid", "identity"), dtype=dtype, seed=0)
-                start = time.perf_counter()
-                net.gradient(np.zeros((sizes[0], 2), dtype), np.zeros((sizes[-1], 2), dtype))
-                done.append((dtype.name, name, cached, time.perf_counter() - start))
-    return done

@@ -1,14 +1,14 @@
 """The one compiled entry point of the loops backend: a gradient, a forward pass or epochs of descent.
 
-Every call from Python into the fast loop kernels goes through `run` (``loopbp.engine``
-makes the calls; until `run` is compiled, ``loopbp.serial_driver.run`` stands in for it).
+Every call from Python into the fast loop kernels goes through `run` (``loopbp.cpu.engine``
+makes the calls; until `run` is compiled, ``loopbp.cpu.serial_driver.run`` stands in for it).
 One entry point, not one per task, because each compiled function that Python calls is a
 library of its own, and Numba has LLVM optimise again, inside each
 library, every kernel linked into it: 4 to 10 s per library on the 2-core machines
 here. With one entry point, a network's kernels are typed and optimised once per dtype
 and kernel set, and a `fit` or a `predict` after the first gradient compiles nothing.
 
-What `run` compiles is chosen by the types of two arguments, as in ``loopbp.passes``:
+What `run` compiles is chosen by the types of two arguments, as in ``loopbp.cpu.layer_loop``:
 `tile` (the register tile of the packed kernels, or None for the portable ones) and
 `narrow` (True for the narrow kernels, None for those of `tile` and `plan`). Numba prunes
 the branches not taken, so a narrow network never compiles the packed kernels, nor a
@@ -18,8 +18,9 @@ wide one the narrow kernels.
 import numpy as np
 from numba import njit
 
-from . import passes
-from .training_loop import descend, gather, shuffle
+from ..shuffling import shuffle
+from . import layer_loop
+from .training_loop import descend, gather
 
 #: What `run` does.
 GRADIENT, FORWARD, TRAIN = 0, 1, 2
@@ -62,7 +63,7 @@ def run(
         `deltas` and `squares` are not used and may be empty). `TRAIN`: epochs `first`,
         ..., `first` + `count` - 1 of gradient descent.
     theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, threads
-        As in ``passes.gradient_pass``; for `TRAIN`, X and Y are the whole training set
+        As in ``layer_loop.gradient_pass``; for `TRAIN`, X and Y are the whole training set
         and the buffers are sized for `batch_size` samples.
     alpha : float of theta's dtype
         The learning rate.
@@ -76,7 +77,7 @@ def run(
         batch of a shuffled epoch (the last may be smaller).
     rng : (1,) uint64 array
         The state of the generator that shuffles `order` at the start of each epoch of
-        mini-batches (``training_loop.shuffle``).
+        mini-batches (``loopbp.shuffling``).
     order : (m,) int64 array
         The sample order, shuffled in place epoch after epoch.
     X_batch, Y_batch : 1-D arrays
@@ -88,8 +89,8 @@ def run(
     Returns
     -------
     status : int
-        For `GRADIENT`: ``passes.FINITE``, ``passes.INPUT_NOT_FINITE`` (nothing was
-        computed) or ``passes.RESULT_NOT_FINITE``; ``passes.FINITE`` otherwise.
+        For `GRADIENT`: ``layer_loop.FINITE``, ``layer_loop.INPUT_NOT_FINITE`` (nothing was
+        computed) or ``layer_loop.RESULT_NOT_FINITE``; ``layer_loop.FINITE`` otherwise.
     E : float
         The gradient's E, accumulated in float64; 0 otherwise.
     finished : int
@@ -102,13 +103,15 @@ def run(
     # A gradient and a forward pass are one step of one full-batch epoch, stopped early.
     stop = -1
     if mode == FORWARD:
-        stop = L - 1  # after the forward pass of layer L (``passes.gradient_steps``)
+        stop = L - 1  # after the forward pass of layer L (``layer_loop.gradient_steps``)
     if mode != TRAIN:
         first, count, batch_size = 0, 1, m
         if mode == GRADIENT and not (
-            passes.all_finite(theta) and passes.all_finite(X.ravel()) and passes.all_finite(Y.ravel())
+            layer_loop.all_finite(theta)
+            and layer_loop.all_finite(X.ravel())
+            and layer_loop.all_finite(Y.ravel())
         ):
-            return passes.INPUT_NOT_FINITE, np.nan, 0
+            return layer_loop.INPUT_NOT_FINITE, np.nan, 0
     full = batch_size >= m
     for epoch in range(first, first + count):
         if not full:
@@ -119,8 +122,8 @@ def run(
             # A full batch is X and Y as they are; a mini-batch is gathered in the epoch's order.
             Xb = X if full else gather(X, order, start, end, X_batch)
             Yb = Y if full else gather(Y, order, start, end, Y_batch)
-            # The one call site of the pass, inlined: see the end of ``loopbp.passes``.
-            E_b = passes.gradient_pass_inline(
+            # The one call site of the pass, inlined: see the end of ``loopbp.cpu.layer_loop``.
+            E_b = layer_loop.gradient_pass_inline(
                 theta,
                 sizes,
                 codes,
@@ -139,17 +142,17 @@ def run(
                 stop,
             )
             if mode == FORWARD:
-                return passes.FINITE, 0.0, 0
+                return layer_loop.FINITE, 0.0, 0
             if mode == GRADIENT:
-                if not (np.isfinite(E_b) and passes.all_finite(grad)):
-                    return passes.RESULT_NOT_FINITE, E_b, 0
-                return passes.FINITE, E_b, 0
+                if not (np.isfinite(E_b) and layer_loop.all_finite(grad)):
+                    return layer_loop.RESULT_NOT_FINITE, E_b, 0
+                return layer_loop.FINITE, E_b, 0
             if not (np.isfinite(E_b) and descend(theta, grad, alpha)):
-                return passes.FINITE, 0.0, epoch - first
+                return layer_loop.FINITE, 0.0, epoch - first
             # Mini-batches: E is their size-weighted mean; a full batch's is its own E, as is.
             E = E_b if full else E + E_b * (end - start)
         history[epoch] = E if full else E / m
-    return passes.FINITE, 0.0, count
+    return layer_loop.FINITE, 0.0, count
 
 
 def unused_training_arguments(dtype):

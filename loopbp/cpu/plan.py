@@ -14,10 +14,10 @@ dE/dA^(l-1)     n^(l-1)     n^l             m
 
 and for each the plan picks one of two kernels:
 
-- ``packed``: ``loopbp.packed_kernels``, panels of P and Q and the host's register tile
-  of MR x NR (``loopbp.simd``). Its time is the tile's: a layer of 1 unit fills 1 row of
+- ``packed``: ``loopbp.cpu.packed_kernels``, panels of P and Q and the host's register tile
+  of MR x NR (``loopbp.cpu.simd``). Its time is the tile's: a layer of 1 unit fills 1 row of
   the MR, a sum over 2 terms pays a whole write-back of the tile for 2 steps of k;
-- ``stream``: ``loopbp.narrow_kernels``' loops, the samples innermost and contiguous,
+- ``stream``: ``loopbp.cpu.narrow_kernels``' loops, the samples innermost and contiguous,
   four rows of the summed index at a time; no padding, no packing, but about half the
   multiply-adds per load of the packed tile.
 
@@ -46,6 +46,7 @@ import dataclasses
 import numpy as np
 
 from . import narrow_kernels, packed_kernels, simd
+from .threads import SERIAL_BELOW, worth_threads
 
 #: Columns of a plan array: the contraction's kernel and whether it runs on every thread.
 FORWARD, WEIGHTS, DELTA = 0, 1, 2
@@ -141,7 +142,7 @@ def steps_of(sizes, m: int, dtype, tile=HOST, threads: int | None = None) -> lis
     out = []
     for l, c, rows, depth, columns in contractions([int(n) for n in sizes], int(m)):
         if tile is None:
-            kernel, why = "packed", "portable path: the dot-product tiles of loopbp.tiled_kernels"
+            kernel, why = "packed", "portable path: the dot-product tiles of loopbp.cpu.tiled_kernels"
         else:
             packed, stream = packed_share(tile, rows, depth, columns), stream_share(rows, depth, columns)
             kernel = "stream" if stream > packed else "packed"
@@ -183,8 +184,6 @@ def describe(sizes, m: int, dtype, tile=HOST, threads: int | None = None) -> str
             f"network one block of {narrow_kernels.BLOCK} samples at a time, chunks of "
             f"{narrow_kernels.CHUNK} samples per thread"
         )
-    from .engine import SERIAL_BELOW, worth_threads
-
     if threads > 1 and not worth_threads(sizes, m):
         # The engine's gate above the plan: a small gradient never starts a parallel region.
         head += f" (under {SERIAL_BELOW:,} multiply-adds: every step in the calling thread)"

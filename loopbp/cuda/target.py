@@ -19,7 +19,7 @@ So `cuda_module` takes, in this order:
 3. ``numba.cuda`` (numba-cuda, as GPU images ship it), under NumPy 2.5 with ``np.row_stack``
    defined as ``np.vstack`` while its array functions are registered, and removed again.
 
-The kernels (``loopbp.cuda_kernels``) use only what all three share: ``cuda.jit``,
+The kernels (``loopbp.cuda.kernels``) use only what all three share: ``cuda.jit``,
 ``cuda.grid``, shared and local arrays, ``cuda.syncthreads`` and device arrays.
 """
 
@@ -32,14 +32,12 @@ from types import ModuleType
 
 import numpy as np
 
+from ..errors import NoGPU
+
 #: What to install for the cuda backend.
 GPU_EXTRA = 'pip install "loopbp[gpu]"'
 
 _lock = threading.Lock()
-
-
-class NoGPU(RuntimeError):
-    """``backend="cuda"`` found a CUDA package but no usable GPU (and the simulator is off)."""
 
 
 _found: ModuleType | None = None
@@ -62,7 +60,7 @@ def simulator_enabled() -> bool:
 ROW_STACK = "row_stack"
 
 
-def _numba_cuda() -> ModuleType:
+def numba_cuda() -> ModuleType:
     # numba-cuda registers np.row_stack's overload when its array functions are first
     # imported; NumPy 2.5 has no np.row_stack. The alias lives only while they load.
     with _lock:
@@ -95,7 +93,7 @@ def cuda_module() -> ModuleType:
         return _found
     if simulator_enabled():
         try:
-            _found = _numba_cuda()
+            _found = numba_cuda()
         except ImportError as err:
             raise ImportError(
                 f"NUMBA_ENABLE_CUDASIM=1 asks for Numba's CUDA simulator, which this numba lacks ({err}): "
@@ -108,7 +106,7 @@ def cuda_module() -> ModuleType:
     except ImportError:
         pass
     try:
-        _found = _numba_cuda()
+        _found = numba_cuda()
     except ImportError as err:
         raise ImportError(f"backend='cuda' needs Numba's CUDA target ({err}): {GPU_EXTRA}") from None
     return _found
@@ -121,7 +119,7 @@ def require_gpu() -> ModuleType:
     ------
     ImportError
         If no CUDA package is installed.
-    NoGPU
+    loopbp.errors.NoGPU
         A RuntimeError: the package finds no usable GPU; the message says how to test
         without one.
     """

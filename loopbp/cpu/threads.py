@@ -19,6 +19,7 @@ each of them, by two rules:
 
 import os
 import threading
+from collections.abc import Sequence
 
 import numba
 
@@ -56,3 +57,19 @@ def _after_fork_in_child():
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+#: Below this many multiply-adds per gradient the loops run in the calling thread:
+#: starting a parallel region costs about 3 us here, and a tiny network's gradient takes
+#: about a dozen of them. Serial and parallel runs give bitwise the same result.
+SERIAL_BELOW = 250_000
+
+
+def enough_work(sizes: Sequence[int], m: int) -> bool:
+    """Whether a gradient of the network on m samples has `SERIAL_BELOW` multiply-adds or more."""
+    return sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:])) * m >= SERIAL_BELOW
+
+
+def worth_threads(sizes: Sequence[int], m: int) -> bool:
+    """Whether the network is big enough for parallel regions to pay (see `SERIAL_BELOW`)."""
+    return enough_work(sizes, m) and threads_allowed()

@@ -1,9 +1,9 @@
 """The plain loops in one thread: an entry point that compiles in seconds, for the first calls.
 
-The fast kernels (``loopbp.driver``) take Numba 20 to 50 s to compile on 2 cores, once
+The fast kernels (``loopbp.cpu.driver``) take Numba 20 to 50 s to compile on 2 cores, once
 per dtype and kernel set, because of their parallel regions and register tiles. Until
-they are in the cache, ``loopbp.warming`` has a background process compile them and
-runs the calls here instead: the plain loop nests of ``loopbp.kernels`` (the seed's
+they are in the cache, ``loopbp.cpu.warming`` has a background process compile them and
+runs the calls here instead: the plain loop nests of ``loopbp.cpu.kernels`` (the seed's
 equations as written), compiled without threads, where every ``prange`` runs as a
 ``range``. They compile in a few seconds and agree with the fast kernels to rounding
 error; they are slower on all but small networks, and use one thread.
@@ -16,9 +16,10 @@ the tile, the kernel set, the plan and the thread count).
 import numpy as np
 from numba import njit
 
-from . import kernels, passes
+from ..shuffling import mini_batches
+from . import kernels, layer_loop
 from .driver import FORWARD, GRADIENT, TRAIN
-from .training_loop import descend, gather, shuffle
+from .training_loop import descend, gather
 
 # The plain kernels compiled without parallel regions: the same loop nests, one thread,
 # inlined into `checked_pass`, which is cached whole.
@@ -32,7 +33,7 @@ _hidden_delta = njit(inline="always")(kernels.hidden_delta.py_func)
 
 @njit(inline="always")
 def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, squares, forward_only):
-    """E and the whole gradient, as ``passes.gradient_pass`` computes them with ``plain``.
+    """E and the whole gradient, as ``layer_loop.gradient_pass`` computes them with ``plain``.
 
     With `forward_only`, the forward pass alone (A^1..A^L into `activations`); E is then 0.
     The buffers are those of a ``engine.Workspace``, laid out as ``loopbp.layout`` says.
@@ -58,7 +59,7 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, squares,
     A_L = A_prev
     delta = deltas[0, : sizes[L] * m].reshape((sizes[L], m))
     _output_delta(A_L, Y, delta, squares, False)
-    E = passes.sum_in_order(squares) / (2.0 * m)
+    E = layer_loop.sum_in_order(squares) / (2.0 * m)
     _delta_to_z(codes[L - 1], A_L, delta, False)
     for l in range(L, 0, -1):
         n, n_prev = sizes[l], sizes[l - 1]
@@ -83,16 +84,16 @@ def checked_pass(mode, theta, sizes, codes, X, Y, grad, activations, deltas, squ
     Returns (status, E) as ``driver.run`` returns its first two values.
     """
     if mode == GRADIENT and not (
-        passes.all_finite(theta) and passes.all_finite(X.ravel()) and passes.all_finite(Y.ravel())
+        layer_loop.all_finite(theta) and layer_loop.all_finite(X.ravel()) and layer_loop.all_finite(Y.ravel())
     ):
-        return passes.INPUT_NOT_FINITE, np.nan
+        return layer_loop.INPUT_NOT_FINITE, np.nan
     # The one call site of the pass, inlined.
     E = gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, squares, mode == FORWARD)
     if mode == FORWARD:
-        return passes.FINITE, 0.0
-    if not (np.isfinite(E) and passes.all_finite(grad)):
-        return passes.RESULT_NOT_FINITE, E
-    return passes.FINITE, E
+        return layer_loop.FINITE, 0.0
+    if not (np.isfinite(E) and layer_loop.all_finite(grad)):
+        return layer_loop.RESULT_NOT_FINITE, E
+    return layer_loop.FINITE, E
 
 
 def run(
@@ -125,7 +126,7 @@ def run(
 
     `scratch`, `tile`, `narrow`, `plan` and `threads` are not used. The epochs of `TRAIN`
     run here in Python, around one compiled gradient per step, with the compiled shuffle,
-    gather and step of ``loopbp.training_loop`` that ``driver.run`` runs: compiling the
+    gather and step of ``loopbp.cpu.training_loop`` that ``driver.run`` runs: compiling the
     epochs' loop as well would double the first call's compile.
     """
     if mode != TRAIN:
@@ -134,19 +135,16 @@ def run(
     m = X.shape[1]
     full = batch_size >= m
     for epoch in range(first, first + count):
-        if not full:
-            shuffle(order, rng)
         E = 0.0
-        for start in range(0, m, batch_size):
-            end = min(start + batch_size, m)
+        for start, end in [(0, m)] if full else mini_batches(order, rng, batch_size):
             Xb = X if full else gather(X, order, start, end, X_batch)
             Yb = Y if full else gather(Y, order, start, end, Y_batch)
             status, E_b = checked_pass(
                 GRADIENT, theta, sizes, codes, Xb, Yb, grad, activations, deltas, squares
             )
             # As in driver.run: the epochs before the first step that is not finite.
-            if status != passes.FINITE or not descend(theta, grad, alpha):
-                return passes.FINITE, 0.0, epoch - first
+            if status != layer_loop.FINITE or not descend(theta, grad, alpha):
+                return layer_loop.FINITE, 0.0, epoch - first
             E = E_b if full else E + E_b * (end - start)
         history[epoch] = E if full else E / m
-    return passes.FINITE, 0.0, count
+    return layer_loop.FINITE, 0.0, count

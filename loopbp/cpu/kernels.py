@@ -13,14 +13,17 @@ equation's indices describe:
 - no BLAS, ``np.dot``, ``@`` or einsum appears: the point is loop-level code;
 - every constant is made in the arrays' dtype, so float32 work stays float32.
 
-The loop over the layers l is in ``loopbp.passes``, the storage the kernels work on in
-``loopbp.layout``.
+The three contractions (Z^l, dE/dW^l and dE/dA^(l-1)) run as written here on the plain
+path, the reference that the tests hold the faster ones to (``tiled_kernels``,
+``packed_kernels``, ``narrow_kernels``); the elementwise equations (dE/dA^L, dE/dZ^l,
+dE/db^l and E) run as written here on every path. The loop over the layers l is in
+``loopbp.cpu.layer_loop``, the storage the kernels work on in ``loopbp.layout``.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .activations import activate_row, multiply_by_derivative_row
+from .activation_rows import activate_row, multiply_by_derivative_row
 
 # --- one kernel per equation -------------------------------------------------------
 

@@ -1,6 +1,6 @@
 r"""The back-propagation derivation as CUDA kernels, one equation to one kernel.
 
-The same equations as ``loopbp.kernels``, for Numba's CUDA target (``loopbp.cuda_target``
+The same equations as ``loopbp.cpu.kernels``, for Numba's CUDA target (``loopbp.cuda.target``
 says which package provides it). Where the CPU kernels loop over i with ``prange``, here
 each GPU thread computes a small block of the elements (i, c) of Z^l and dE/dZ^l, or
 (i, j) of dE/dW^l, and the loops that remain in a thread are the equation's sums:
@@ -39,8 +39,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .activations import RELU, SIGMOID, TANH
-from .cuda_target import cuda_module
+from ..activations import RELU, SIGMOID, TANH
+from .target import cuda_module
 
 # A module global, not a local of `kernels_for`: the CUDA simulator swaps the kernels'
 # global ``cuda`` for its own, and only a global. Importing this module needs the package.
@@ -121,7 +121,7 @@ def kernels_for(dtype: np.dtype, shape: KernelShape = DEFAULT_SHAPE) -> SimpleNa
 
     @cuda.jit(device=True)
     def g(code, z):
-        # g^l(z), as ``activations.activate_row`` computes it: exp only of -|z| <= 0.
+        # g^l(z), as ``loopbp.cpu.activation_rows.activate_row`` computes it: exp only of -|z| <= 0.
         if code == SIGMOID:
             e = math.exp(-abs(z))
             s = one / (one + e)
@@ -134,7 +134,7 @@ def kernels_for(dtype: np.dtype, shape: KernelShape = DEFAULT_SHAPE) -> SimpleNa
 
     @cuda.jit(device=True)
     def times_g_prime(code, a, d):
-        # d g^l'(z), with g' written in terms of a = g^l(z) (``activations.multiply_by_derivative_row``).
+        # d g^l'(z), with g' written in terms of a = g^l(z) (``activation_rows.multiply_by_derivative_row``).
         if code == SIGMOID:
             return d * (a * (one - a))
         if code == RELU:

@@ -20,8 +20,8 @@ each pass over a row of the block then loads it once for four fused multiply-add
 import numpy as np
 from numba import njit, prange
 
-from .activations import activate_row, multiply_by_derivative_row
-from .layout import activation_offset, biases, matrix, weights
+from ..layout import activation_offset, biases, matrix, weights
+from .activation_rows import activate_row, multiply_by_derivative_row
 from .simd import full_width
 
 #: The widest layer (n^0 included) for which the loops backend takes these kernels. Measured
@@ -106,7 +106,7 @@ def output_delta_block(code, A, Y, delta, m, c0, c1):
     r"""dE/dZ^L = (A^L - Y) / m g^L' for the samples c0 <= c < c1.
 
     The division by m is that of ``kernels.output_delta``, value for value; E itself is
-    summed afterwards, row by row, as `passes.error_from_output` sums it.
+    summed afterwards, row by row, as `layer_loop.error_from_output` sums it.
     """
     full_width()
     m_t = A.dtype.type(m)
@@ -292,7 +292,7 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, scratch,
 
 # --- one layer at a time: the streaming contractions of a wider network's plan ---------
 #
-# ``loopbp.plan`` picks these for single contractions of networks too wide for the
+# ``loopbp.cpu.plan`` picks these for single contractions of networks too wide for the
 # kernels above (a 1-unit output layer, a sum over one or two terms), where the packed
 # register tile would be mostly padding. Each runs over the whole of m, in blocks of
 # BLOCK samples; threads take blocks of samples (forward, dE/dA) or of rows (dE/dW), so

@@ -1,6 +1,6 @@
 """The cuda backend for one network: its buffers on the GPU and the order of its kernels.
 
-`CudaEngine` is to ``loopbp.cuda_kernels`` what ``loopbp.engine.Engine`` is to the loop
+`CudaEngine` is to ``loopbp.cuda.kernels`` what ``loopbp.cpu.engine.Engine`` is to the loop
 kernels: it holds a network's sizes, activations and dtype, keeps device buffers for the
 largest m it ran, and launches the kernels of a forward pass, an error or a gradient in the
 derivation's order. The parameters live on the device as one flat buffer laid out like
@@ -20,13 +20,14 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import layout
-from .activations import activation_code
-from .cuda_kernels import DEFAULT_SHAPE, MAX_GRID_Z, KernelShape, blocks, kernels_for
-from .cuda_target import require_gpu, simulator_enabled
-from .engine import overflow_error
-from .training import epochs_per_call
-from .training_loop import shuffle, shuffle_state
+from .. import layout
+from ..activations import activation_code
+from ..bounded_cache import BoundedCache
+from ..errors import overflow_error
+from ..pacing import EpochPacing
+from ..shuffling import mini_batches, shuffle_state
+from .kernels import DEFAULT_SHAPE, MAX_GRID_Z, KernelShape, blocks, kernels_for
+from .target import require_gpu, simulator_enabled
 
 #: The kernels' block and tile sizes for the engines `cuda_engine_for` makes.
 kernel_shape = DEFAULT_SHAPE
@@ -41,13 +42,13 @@ class CudaEngine:
         n^0, ..., n^L.
     activations : sequence of str
     dtype : float32 or float64
-    shape : loopbp.cuda_kernels.KernelShape
+    shape : loopbp.cuda.kernels.KernelShape
         The kernels' block and tile sizes.
 
     Raises
     ------
     ImportError, RuntimeError
-        As ``loopbp.cuda_target.require_gpu``: no CUDA package, or no GPU.
+        As ``loopbp.cuda.target.require_gpu``: no CUDA package, or no GPU.
     """
 
     def __init__(
@@ -237,7 +238,7 @@ class CudaEngine:
 
         Raises
         ------
-        loopbp.engine.Overflow
+        loopbp.errors.Overflow
             If E or the gradient is not finite.
         """
         with self.lock:
@@ -298,24 +299,19 @@ def _launch(kernel, grid, block, *args):
     kernel[grid, block](*args)
 
 
-_engines: dict[tuple, CudaEngine] = {}
+#: Bounded like the CPU engines: a program that tries many shapes keeps the last few.
+_engines = BoundedCache(16)
 _engines_lock = threading.Lock()
 
 
 def cuda_engine_for(sizes: Sequence[int], activations: Sequence[str], dtype: np.dtype) -> CudaEngine:
     """The shared `CudaEngine` of this network shape (one per sizes, activations and dtype)."""
     key = (tuple(int(n) for n in sizes), tuple(activations), np.dtype(dtype), kernel_shape)
-    with _engines_lock:
-        engine = _engines.get(key)
-        if engine is None:
-            # Bounded like the CPU engines: a program that tries many shapes keeps the last few.
-            if len(_engines) >= 16:
-                _engines.pop(next(iter(_engines)))
-            engine = _engines[key] = CudaEngine(*key)
-        return engine
+    with _engines_lock:  # one engine per key, made once
+        return _engines.get_or_make(key, lambda: CudaEngine(*key))
 
 
-class CudaTrainer:
+class CudaTrainer(EpochPacing):
     """One `Network.fit` with the cuda backend: theta, X and Y stay on the device.
 
     Each `run` sends theta (a callback may have changed it), launches the steps of some
@@ -355,7 +351,6 @@ class CudaTrainer:
             self.X_batch = cuda.device_array(net.sizes[0] * batch_size, net.dtype)
             self.Y_batch = cuda.device_array(net.sizes[-1] * batch_size, net.dtype)
             self.batches = {}
-        self.seconds_per_epoch = None
 
     def _step(self, X, Y, weight, epoch) -> None:
         engine = self.engine
@@ -379,11 +374,11 @@ class CudaTrainer:
         if self.full:
             self._step(self.X, self.Y, 1.0, epoch)
             return
-        shuffle(self.order, self.rng)
+        batches = mini_batches(self.order, self.rng, self.batch_size)
         self.order_d.copy_to_device(self.order)
         engine, m = self.engine, self.m
-        for start in range(0, m, self.batch_size):
-            width = min(self.batch_size, m - start)
+        for start, stop in batches:
+            width = stop - start
             X_b, Y_b = self._batch(width)
             engine.ready(width)
             gather_X, gather_Y = engine.launch.gather
@@ -409,10 +404,5 @@ class CudaTrainer:
             self.net.theta[...] = self.theta.copy_to_host()
         finished = count if failed == 0 else failed - 1
         history[first : first + finished] = done[:finished]
-        if finished:
-            self.seconds_per_epoch = (time.perf_counter() - started) / finished
+        self.timed(started, finished)
         return finished
-
-    def epochs_per_call(self, left: int) -> int:
-        """How many epochs the next call should run (``training.epochs_per_call``)."""
-        return epochs_per_call(self.seconds_per_epoch, left)

@@ -1,6 +1,6 @@
 r"""The host's vector width, the register tile that suits it, and the register-block update.
 
-The packed contractions of ``loopbp.packed_kernels`` keep an MR x NR block of C in vector
+The packed contractions of ``loopbp.cpu.packed_kernels`` keep an MR x NR block of C in vector
 registers and update it once per step of the summed index k:
 
 .. math:: C_{pq} \mathrel{+}= \sum_{k} P_{pk} Q_{kq},
@@ -22,7 +22,7 @@ path      vector   float64 tile (MR x NR)       float32 tile (MR x NR)
 ========  =======  ===========================  ===================================
 avx512    512 bit  14 x 16 (2 zmm per row)      14 x 32 (2 zmm per row)
 avx2      256 bit  6 x 8 (2 ymm per row)        6 x 16 (2 ymm per row)
-portable  --       the dot-product tiles of ``loopbp.tiled_kernels``
+portable  --       the dot-product tiles of ``loopbp.cpu.tiled_kernels``
 ========  =======  ===========================  ===================================
 
 14 x 2 accumulators, 2 loaded vectors and a broadcast use 31 of AVX-512's 32 registers;
@@ -51,7 +51,7 @@ VECTORS = 2
 ROWS = {"avx512": 14, "avx2": 6}
 #: Vector width in bits, by path.
 BITS = {"avx512": 512, "avx2": 256}
-#: Every path, widest first; "portable" runs the dot-product tiles of ``loopbp.tiled_kernels``.
+#: Every path, widest first; "portable" runs the dot-product tiles of ``loopbp.cpu.tiled_kernels``.
 PATHS = ("avx512", "avx2", "portable")
 
 
@@ -92,7 +92,7 @@ def _target_features():
         return {}
 
 
-def _path_from_environment():
+def path_from_environment():
     host = host_path()
     asked = os.environ.get("LOOPBP_SIMD", "").strip().lower()
     if not asked:
@@ -106,7 +106,7 @@ def _path_from_environment():
 
 #: The path the loops backend runs: the host's widest, or a narrower one named by the
 #: environment variable LOOPBP_SIMD (avx512, avx2 or portable), read when loopbp is imported.
-PATH = _path_from_environment()
+PATH = path_from_environment()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +138,7 @@ class TileType(types.Type):
     def literal_type(self):
         # The type is the whole value, as a literal's is. Numba's dead-branch pruning
         # reads this attribute to settle `tile is None` before typing; without it the
-        # drivers of ``loopbp.passes`` compiled the portable kernels next to the packed
+        # drivers of ``loopbp.cpu.layer_loop`` compiled the portable kernels next to the packed
         # ones, a quarter of their compile time.
         return self
 

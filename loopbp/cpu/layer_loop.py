@@ -3,18 +3,18 @@
 Two arguments choose the kernels of the three contractions, both at compile time (Numba
 prunes the branches not taken, so each compiled driver holds one kernel set alone):
 
-- ``tile``, a ``simd.Tile``: the packed contractions of ``loopbp.packed_kernels``, with
+- ``tile``, a ``simd.Tile``: the packed contractions of ``loopbp.cpu.packed_kernels``, with
   the register tile of the host's vector width (``simd.tile()``), what the loops backend
   runs on x86 with AVX2 or AVX-512; None: the portable dot-product tiles of
-  ``loopbp.tiled_kernels``;
-- ``plain=True``: the plain loop nests of ``loopbp.kernels`` instead (the seed's
+  ``loopbp.cpu.tiled_kernels``;
+- ``plain=True``: the plain loop nests of ``loopbp.cpu.kernels`` instead (the seed's
   equations as written, kept as a second reference for the tests).
 
 The elementwise equations (dE/dA^L, and for the portable and plain sets dE/dZ^l =
 dE/dA^l g' and dE/db^l) are the plain kernels.
 
 The buffers (theta, A^1..A^L, the deltas, the scratch) are laid out as
-``loopbp.layout`` says, and ``loopbp.engine`` holds them between calls (its `Workspace`)
+``loopbp.layout`` says, and ``loopbp.cpu.engine`` holds them between calls (its `Workspace`)
 and calls the drivers. Every driver can also stop after any step (`stop`), so that the
 engine can time each kernel inside the real driver (`gradient_steps` names the steps).
 """
@@ -22,9 +22,10 @@ engine can time each kernel inside the real driver (`gradient_steps` names the s
 import numpy as np
 from numba import njit
 
+from ..layout import activation_offset, biases, matrix, output, weights
 from . import kernels, narrow_kernels, packed_kernels, tiled_kernels
-from .layout import activation_offset, biases, matrix, output, shared_scratch_length, split_scratch, weights
 from .plan import DELTA, FORWARD, STREAM, WEIGHTS
+from .scratch import shared_scratch_length, split_scratch
 
 
 @njit(cache=True, fastmath={"reassoc"})
@@ -81,7 +82,7 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, pla
     tile : simd.Tile or None
         The packed kernels with this register tile, or None for the portable ones.
     narrow : True or None
-        True runs the kernels of ``loopbp.narrow_kernels`` instead of `tile`'s, None
+        True runs the kernels of ``loopbp.cpu.narrow_kernels`` instead of `tile`'s, None
         those of `tile` and `plan` (`Workspace` chooses). A compile-time choice, like
         `tile`, so that a network compiles only the kernel set it runs: Numba prunes a
         branch on whether an argument is None when its type is None (not when it is a
@@ -89,14 +90,14 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, pla
         other network's None here and an array for `plan`.
     plan : (L, 3, 2) int64 array or None
         For the packed kernels: each contraction's kernel and whether it takes `threads`
-        threads or one (``loopbp.plan``, made by `Workspace`); None with the narrow kernels.
+        threads or one (``loopbp.cpu.plan``, made by `Workspace`); None with the narrow kernels.
     threads : int
         How many threads share the work (``numba.get_num_threads()``), or 1 to run in the
-        calling thread (see ``engine.worth_threads``); the result is bitwise the same either way.
+        calling thread (see ``threads.worth_threads``); the result is bitwise the same either way.
     plain : None or True
         Left out (None), `tile` chooses the kernels, and Numba prunes the other branches
         before typing, so that only one kernel set is compiled. True runs the plain loop
-        nests of ``loopbp.kernels`` instead, as the tests do to check one kernel set
+        nests of ``loopbp.cpu.kernels`` instead, as the tests do to check one kernel set
         against the other.
     """
     if narrow is not None and plain is None:

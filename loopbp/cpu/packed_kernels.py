@@ -1,8 +1,8 @@
 r"""The three contractions as blocked loops over packed panels, with a register micro-kernel.
 
-The sums are those of ``loopbp.kernels``; each is one contraction
+The sums are those of ``loopbp.cpu.kernels``; each is one contraction
 C[p, q] = sum_k P[p, k] Q[k, q] of two views, with C's rows contiguous. P is packed in
-panels of MR rows (`pack_rows`), Q in panels of NR columns (`_columns_block`), and K is
+panels of MR rows (`pack_rows`), Q in panels of NR columns (`columns_block`), and K is
 the length of k. With n^l the width of layer l and m the number of samples:
 
 =============  =====================  ==========================  ========================
@@ -19,7 +19,7 @@ prange over    blocks of c            blocks of c                 blocks of j
 =============  =====================  ==========================  ========================
 
 The views are transposed views, not copies: packing reads them along whichever axis is
-contiguous. MR x NR is the register tile of ``loopbp.simd`` for the host's vector width
+contiguous. MR x NR is the register tile of ``loopbp.cpu.simd`` for the host's vector width
 and the dtype (``simd.tile_shape``: 14 x 16 for float64 on AVX-512, 6 x 8 on AVX2; see
 the table there), not a constant of this module.
 
@@ -50,7 +50,7 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from . import simd
-from .activations import activate_row, multiply_by_derivative_row
+from .activation_rows import activate_row, multiply_by_derivative_row
 
 #: Bytes of one k chunk of a packed row (KC = KC_BYTES / itemsize: 256 float64, 512
 #: float32): an MR-row panel of P, 28 KiB with MR = 14, stays in a 48 KiB L1.
@@ -101,16 +101,8 @@ def _slot_length(tile, itemsize, K, n_q):
     return min(kc, K) * min(NC, (n_q + nr - 1) // nr * nr)
 
 
-def panels_length(tile, rows, depth):
-    """Length of the buffer that holds a rows x depth P packed in panels of MR rows."""
-    if tile is None:
-        return 0
-    mr = tile.shape[0]
-    return (int(rows) + mr - 1) // mr * mr * int(depth)
-
-
 @njit(cache=True)
-def _thread_buffer(tile, scratch, slot, K, n_q):
+def thread_buffer(tile, scratch, slot, K, n_q):
     # The packed block of Q of thread `slot` for a K x n_q Q, a view of scratch.
     size = _slot_length(tile, scratch.itemsize, K, n_q)
     if (slot + 1) * size > scratch.shape[0]:
@@ -119,7 +111,7 @@ def _thread_buffer(tile, scratch, slot, K, n_q):
 
 
 @njit(cache=True)
-def _pack_panels(V, w, packed):
+def pack_panels(V, w, packed):
     """packed[(u kn + k) w + s] = V[k, u w + s]: V (kn x n) in panels of w columns.
 
     For each k a panel holds its w values one after another; past column n they are
@@ -163,7 +155,7 @@ def _row_sum(row):
 
 @njit(parallel=True)
 def pack_rows(tile, P, panels, row_sums, threads=1):
-    """Pack P (n_p x K) into `panels`, MR rows at a time (`panels_length` long).
+    """Pack P (n_p x K) into `panels`, MR rows at a time (n_p rounded up to a multiple of MR, times K, long).
 
     Panel t, rows t MR to t MR + MR - 1 of P (zeros past the last), starts at t MR K and
     holds, for each k, its MR values. With a non-empty `row_sums`, also
@@ -186,14 +178,14 @@ def _pack_panel(P, mr, t, panels, row_sums):
     K = P.shape[1]
     p0 = t * mr
     p1 = min(p0 + mr, P.shape[0])
-    _pack_panels(P[p0:p1].T, mr, panels[p0 * K : (p0 + mr) * K])
+    pack_panels(P[p0:p1].T, mr, panels[p0 * K : (p0 + mr) * K])
     if row_sums.shape[0] > 0:
         for p in range(p0, p1):
             row_sums[p] = _row_sum(P[p])
 
 
 @njit(cache=True)
-def _columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, slot):
+def columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, slot):
     """C[p0:p1, q0:q1] = P Q[:, q0:q1] for the columns of `block` (of `n_blocks`, `_block_columns`),
     then `epilogue` on them.
 
@@ -208,7 +200,7 @@ def _columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, bloc
     """
     mr, nr = simd.tile_shape(tile)
     K = Q.shape[0]
-    q_block = _thread_buffer(tile, scratch, slot, K, Q.shape[1])
+    q_block = thread_buffer(tile, scratch, slot, K, Q.shape[1])
     q0, q1 = _block_columns(tile, Q.shape[1], block, n_blocks)
     qn = q1 - q0
     q_panels = (qn + nr - 1) // nr
@@ -220,7 +212,7 @@ def _columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, bloc
     for chunk in range(n_chunks):
         k0 = chunk * K // n_chunks
         kn = (chunk + 1) * K // n_chunks - k0
-        _pack_panels(Q[k0 : k0 + kn, q0 : q0 + qn], nr, q_block)
+        pack_panels(Q[k0 : k0 + kn, q0 : q0 + qn], nr, q_block)
         for p0 in range(rows[0], rows[1], mr):
             for u in range(q_panels):
                 col = q0 + u * nr
@@ -317,7 +309,7 @@ def _contraction(tile, panels, n_p, p_steps, Q, C, epilogue, b, code, A, scratch
     """C = P Q, with P (n_p x K) in `panels`, and `epilogue` on each panel of C's rows.
 
     P is packed (`pack_rows`) for `p_steps` = (0, 0, 0), else read in place as
-    `_columns_block` says.
+    `columns_block` says.
 
     The one parallel loop of all three contractions: Q comes as a view of any strides
     (layout "A"), and the epilogue as a number, so that Numba compiles this function,
@@ -336,7 +328,7 @@ def _contraction(tile, panels, n_p, p_steps, Q, C, epilogue, b, code, A, scratch
         for item in prange(n_blocks * parts):
             block, part = np.int64(item) // parts, np.int64(item) % parts
             # prange's index is unsigned; as int64 it shares the serial branch's compiled block.
-            _columns_block(
+            columns_block(
                 tile,
                 panels,
                 _part_rows(tile, n_p, part, parts),
@@ -356,7 +348,7 @@ def _contraction(tile, panels, n_p, p_steps, Q, C, epilogue, b, code, A, scratch
         rows = (np.int64(0), np.int64(n_p))
         for block in range(n_blocks):
             # np.int64(0), not 0: a literal 0 would compile every block function again.
-            _columns_block(
+            columns_block(
                 tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block, n_blocks, scratch, np.int64(0)
             )
 
@@ -398,7 +390,7 @@ def forward_layer(tile, W, b, code, A_prev, A, panels, scratch, threads=1):
     W, b, code, A_prev, A
         As in ``kernels.forward_layer``; A's rows must be contiguous.
     panels : 1-D array
-        Room for W packed in panels (`panels_length` (n^l, n^(l-1))).
+        Room for W packed in panels ((n^l rounded up to MR) x n^(l-1)).
     scratch : 1-D array
         Each thread's packed block of A^(l-1) (`scratch_length`).
     threads : int
@@ -428,7 +420,7 @@ def hidden_delta_to_z(tile, W_next, dZ_next, code, A, dZ, panels, scratch, threa
           {g^l}'(Z^l_{ic})
 
     `W_next` is W^(l+1) itself: packing reads it transposed, so no copy of it is made.
-    `panels` holds (W^(l+1))^T packed (`panels_length` (n^l, n^(l+1))); `tile`,
+    `panels` holds (W^(l+1))^T packed ((n^l rounded up to MR) x n^(l+1)); `tile`,
     `scratch` and `threads` as in `forward_layer`.
     """
     n_out, n = W_next.shape
@@ -452,7 +444,7 @@ def weight_gradient(tile, dZ, A_prev, dW, db, panels, scratch, threads=1):
         \qquad
         \frac{\partial E}{\partial b^l_i} = \sum_{c=1}^m \frac{\partial E}{\partial Z^l_{ic}}
 
-    dE/db is summed while dE/dZ^l is packed (`panels_length` (n^l, m)), a row at a time
+    dE/db is summed while dE/dZ^l is packed ((n^l rounded up to MR) x m), a row at a time
     while the row is in cache. `tile`, `scratch` and `threads` as in `forward_layer`;
     dW's rows must be contiguous.
     """

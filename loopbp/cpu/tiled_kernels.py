@@ -1,10 +1,10 @@
 r"""Dot-product tiles of the three contractions: the loops backend's portable path.
 
-The plain kernels of ``loopbp.kernels`` are the seed's loop nests as written; this module
+The plain kernels of ``loopbp.cpu.kernels`` are the seed's loop nests as written; this module
 computes the same three sums faster on any CPU, in plain scalar loops that LLVM
 vectorises. Where the CPU has AVX2 or AVX-512, the loops backend runs the packed
-contractions of ``loopbp.packed_kernels`` instead (see ``loopbp.simd``); this path runs
-elsewhere, or when ``LOOPBP_SIMD=portable``. The sums are those of ``loopbp.kernels``:
+contractions of ``loopbp.cpu.packed_kernels`` instead (see ``loopbp.cpu.simd``); this path runs
+elsewhere, or when ``LOOPBP_SIMD=portable``. The sums are those of ``loopbp.cpu.kernels``:
 
 .. math::
 
@@ -15,7 +15,7 @@ elsewhere, or when ``LOOPBP_SIMD=portable``. The sums are those of ``loopbp.kern
     \frac{\partial E}{\partial W^l_{ij}} = \sum_c \frac{\partial E}{\partial Z^l_{ic}} A^{l-1}_{jc}.
 
 Each is written as C[p, q] = sum_k P[p, k] Q[q, k], a dot product over an index k that is
-contiguous in memory in both operands (`_dot_rows`), so that the loop over k is a
+contiguous in memory in both operands (`dot_rows`), so that the loop over k is a
 straight vectorisable sweep. Where the summed index is not contiguous (j in A^(l-1)_jc
 and dE/dZ^(l+1)_jc), a block of samples is first copied, transposed, into a small buffer
 ("packing"); for j in W^(l+1)_ji the whole of W^(l+1) is transposed once by `transpose`,
@@ -55,7 +55,7 @@ contraction (FMA), which the vectorised sums need; no flag assumes finite values
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from .activations import activate_row, multiply_by_derivative_row
+from .activation_rows import activate_row, multiply_by_derivative_row
 
 _FASTMATH = {"reassoc", "contract"}
 
@@ -64,7 +64,7 @@ C_BLOCK = 32
 #: Length of the chunks the summed index is cut into, so that a tile's rows fit in L1.
 K_CHUNK = 512
 #: Output rows per tile (P side) and columns per tile (Q side). Fixed, not a tuning knob:
-#: the tile body in `_dot_rows` is written out for 4 x 2 (rows x0..x3 of P, y0 and y1 of Q,
+#: the tile body in `dot_rows` is written out for 4 x 2 (rows x0..x3 of P, y0 and y1 of Q,
 #: accumulators a00..a31), and other values need that body rewritten. 4 x 2 accumulators
 #: plus the six loaded rows fit the 16 vector registers of AVX2.
 TILE_P = 4
@@ -84,7 +84,7 @@ def scratch_length(width, threads):
 
 
 @njit(fastmath=_FASTMATH, cache=True)
-def _dot_rows(P, Q, C, k0, k1, accumulate):
+def dot_rows(P, Q, C, k0, k1, accumulate):
     r"""C[p, q] (+)= sum_{k0 <= k < k1} P[p, k] Q[q, k], in tiles of TILE_P x TILE_Q = 4 x 2.
 
     .. math:: C_{pq} \mathrel{+}= \sum_{k=k_0}^{k_1 - 1} P_{pk} Q_{qk}
@@ -174,14 +174,14 @@ def _pack_columns(A, c0, cn, packed):
 
 
 @njit(cache=True)
-def _columns_block(W, A_prev, c0, cn, packed, out):
+def columns_block(W, A_prev, c0, cn, packed, out):
     """out[i, c0:c0+cn] = sum_j W[i, j] A_prev[j, c0:c0+cn], through a packed block."""
     _pack_columns(A_prev, c0, cn, packed)
     n_in = W.shape[1]
     block = packed[:cn]
     target = out[:, c0 : c0 + cn]
     for k0 in range(0, n_in, K_CHUNK):
-        _dot_rows(W, block, target, k0, min(k0 + K_CHUNK, n_in), k0 > 0)
+        dot_rows(W, block, target, k0, min(k0 + K_CHUNK, n_in), k0 > 0)
 
 
 @njit(cache=True)
@@ -199,7 +199,7 @@ def _forward_block(W, b, code, A_prev, A, block, packed):
     n_out = W.shape[0]
     c0 = block * C_BLOCK
     cn = min(C_BLOCK, A.shape[1] - c0)
-    _columns_block(W, A_prev, c0, cn, packed, A)
+    columns_block(W, A_prev, c0, cn, packed, A)
     for i in range(n_out):
         row = A[i, c0 : c0 + cn]
         for s in range(cn):
@@ -241,7 +241,7 @@ def _hidden_delta_block(W_next_T, dZ_next, code, A, dZ, block, packed):
     n = W_next_T.shape[0]
     c0 = block * C_BLOCK
     cn = min(C_BLOCK, dZ.shape[1] - c0)
-    _columns_block(W_next_T, dZ_next, c0, cn, packed, dZ)
+    columns_block(W_next_T, dZ_next, c0, cn, packed, dZ)
     for i in range(n):
         multiply_by_derivative_row(code, A[i, c0 : c0 + cn], dZ[i, c0 : c0 + cn])
 
@@ -280,11 +280,11 @@ def _weight_gradient_block(dZ, A_prev, dW, k0, k1, block):
     n_in = A_prev.shape[0]
     for j0 in range(0, n_in, ROW_BLOCK):
         j1 = min(j0 + ROW_BLOCK, n_in)
-        _dot_rows(dZ[i0:i1], A_prev[j0:j1], dW[i0:i1, j0:j1], k0, k1, k0 > 0)
+        dot_rows(dZ[i0:i1], A_prev[j0:j1], dW[i0:i1, j0:j1], k0, k1, k0 > 0)
 
 
 @njit(parallel=True)
-def _weight_gradient_chunk(dZ, A_prev, dW, k0, k1, parallel):
+def weight_gradient_chunk(dZ, A_prev, dW, k0, k1, parallel):
     n_blocks = (dZ.shape[0] + ROW_BLOCK - 1) // ROW_BLOCK
     if parallel:
         for block in prange(n_blocks):
@@ -308,4 +308,4 @@ def weight_gradient(dZ, A_prev, dW, parallel=True):
     """
     m = dZ.shape[1]
     for k0 in range(0, m, K_CHUNK):
-        _weight_gradient_chunk(dZ, A_prev, dW, k0, min(k0 + K_CHUNK, m), parallel)
+        weight_gradient_chunk(dZ, A_prev, dW, k0, min(k0 + K_CHUNK, m), parallel)
