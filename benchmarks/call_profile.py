@@ -43,7 +43,7 @@ REPEAT = 1_000
 @njit
 def _runs(mode, args, unused, repeat):
     for _ in range(repeat):
-        driver.run(mode, *args, *unused, 1)
+        driver.run(mode, *args, unused, 1)
 
 
 @njit
@@ -73,7 +73,7 @@ def main(argv=None):
     net = loopbp.Network.from_parameters(W, b, acts)
     work = workspace.Workspace(net.sizes, m, net.dtype)
     grad = np.empty_like(net.theta)
-    run_args = (net.theta, net.engine.sizes_array, net.engine.codes, X, Y, grad, *work.buffers())
+    run_args = (net.theta, net.engine.network, X, Y, grad, work.buffers(), *work.kernels())
     unused = driver.unused_training_arguments(net.dtype)
     calls = max(1, int(2e-3 / max(common.gflop(sizes, m) / 50, 1e-9)))  # about 2 ms a sample at 50 GFLOP/s
 
@@ -82,7 +82,7 @@ def main(argv=None):
     n_sigmoid = sum(n for n, g in zip(sizes[1:], acts) if g == "sigmoid") * m
     z = np.linspace(-4, 4, max(n_sigmoid, 1)).astype(args.dtype)
     sigmoid = _per_call(lambda: _sigmoids(activation_code("sigmoid"), z, REPEAT), 3) / REPEAT
-    direct = _per_call(lambda: driver.run(driver.GRADIENT, *run_args, *unused, 1), calls)
+    direct = _per_call(lambda: driver.run(driver.GRADIENT, *run_args, unused, 1), calls)
     network = _per_call(lambda: net.gradient(X, Y), calls)
     function = _per_call(lambda: loopbp.gradient(W, b, X, Y, acts), calls)
     epochs = max(10, int(0.5 / max(network, 1e-7)))

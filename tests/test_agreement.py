@@ -61,8 +61,7 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
     from loopbp.validation import activation_codes
 
     W, b, X, Y, acts = make_problem(sizes, m, activations_for("cycle", len(sizes) - 1), dtype)
-    sizes_array, theta = np.array(sizes, dtype=np.int64), layout.pack(W, b)
-    codes = activation_codes(acts)
+    network, theta = layer_loop.network_arrays(sizes, activation_codes(acts)), layout.pack(W, b)
     # "narrow" is the kernels of loopbp.cpu.narrow_kernels, forced on every shape; the
     # paths are the packed and portable kernels, forced on narrow shapes too.
     if path == "narrow":
@@ -73,23 +72,24 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
 
     grad_tiled = np.empty_like(theta)
     unused = driver.unused_training_arguments(np.dtype(dtype))
-    status, E_tiled, _ = driver.run(
-        driver.GRADIENT, theta, sizes_array, codes, X, Y, grad_tiled, *work.buffers(), *unused, threads
-    )
+    rest = (work.buffers(), *work.kernels(), unused, threads)
+    status, E_tiled, _ = driver.run(driver.GRADIENT, theta, network, X, Y, grad_tiled, *rest)
     assert status == layer_loop.FINITE
     # The forward pass alone (FORWARD) writes the same A^1..A^L as the gradient's.
     work.activations[:] = np.nan
-    driver.run(driver.FORWARD, theta, sizes_array, codes, X, Y, grad_tiled, *work.buffers(), *unused, threads)
+    driver.run(
+        driver.FORWARD, theta, network, X, Y, grad_tiled, work.buffers(), *work.kernels(), unused, threads
+    )
     A_tiled = work.activations.copy()
 
     plain = workspace.Workspace(sizes, m, dtype, tile=None, narrow=False)
     grad_plain = np.empty_like(theta)
     E_plain = layer_loop.gradient_pass(
-        theta, sizes_array, codes, X, Y, grad_plain, *plain.buffers(), threads, plain=True
+        theta, network, X, Y, grad_plain, plain.buffers(), *plain.kernels(), threads, plain=True
     )
     plain.activations[:] = np.nan
     layer_loop.forward_pass(
-        theta, sizes_array, codes, X, plain.activations, plain.scratch, None, None, plain.plan, threads, True
+        theta, *network, X, plain.activations, plain.scratch, None, None, plain.plan, threads, True
     )
     A_plain = plain.activations
 

@@ -32,10 +32,8 @@ def _stopped(sizes, m, stop):
     work.activations[:] = 7.0
     grad = np.full(eng.n_parameters, 7.0)
     E = layer_loop.gradient_pass(
-        layout.pack(W, b), eng.sizes_array, eng.codes, X, Y, grad,
-        work.activations, work.deltas, work.scratch, work.squares, work.tile, work.narrow, work.plan,
-        1, None, stop,
-    )  # fmt: skip
+        layout.pack(W, b), eng.network, X, Y, grad, work.buffers(), *work.kernels(), 1, None, stop
+    )
     return E, grad, work.activations.copy()
 
 

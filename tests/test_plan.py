@@ -60,18 +60,9 @@ def _gradient(sizes, m, dtype, forced, threads):
     numba.set_num_threads(threads)
     try:
         unused = driver.unused_training_arguments(np.dtype(dtype))
-        status, E, _ = driver.run(
-            driver.GRADIENT,
-            theta,
-            np.array(sizes, np.int64),
-            activation_codes(acts),
-            X,
-            Y,
-            grad,
-            *work.buffers(),
-            *unused,
-            threads,
-        )
+        network = layer_loop.network_arrays(sizes, activation_codes(acts))
+        rest = (work.buffers(), *work.kernels(), unused, threads)
+        status, E, _ = driver.run(driver.GRADIENT, theta, network, X, Y, grad, *rest)
         assert status == layer_loop.FINITE
     finally:
         numba.set_num_threads(previous)

@@ -24,8 +24,8 @@ def _call(run, mode, sizes, acts, theta, X, Y, training=None):
     work = workspace.Workspace(sizes, X.shape[1], dtype)
     grad = np.full_like(theta, np.nan)
     args = driver.unused_training_arguments(dtype) if training is None else training
-    sizes_array, codes = np.array(sizes, np.int64), activation_codes(acts)
-    status, E, finished = run(mode, theta, sizes_array, codes, X, Y, grad, *work.buffers(), *args, 1)
+    network = layer_loop.network_arrays(sizes, activation_codes(acts))
+    status, E, finished = run(mode, theta, network, X, Y, grad, work.buffers(), *work.kernels(), args, 1)
     return status, E, finished, grad, work
 
 

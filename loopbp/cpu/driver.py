@@ -27,44 +27,27 @@ GRADIENT, FORWARD, TRAIN = 0, 1, 2
 
 
 @njit(cache=True)
-def run(
-    mode,
-    theta,
-    sizes,
-    codes,
-    X,
-    Y,
-    grad,
-    activations,
-    deltas,
-    scratch,
-    squares,
-    tile,
-    narrow,
-    plan,
-    alpha,
-    first,
-    count,
-    history,
-    batch_size,
-    rng,
-    order,
-    X_batch,
-    Y_batch,
-    threads,
-):
+def run(mode, theta, network, X, Y, grad, buffers, tile, narrow, plan, training, threads):
     """A checked gradient, a forward pass or epochs of gradient descent, by `mode`.
+
+    The arguments come in groups, each made in one place: `network` by
+    ``layer_loop.network_arrays``, `buffers` and (`tile`, `narrow`, `plan`) by
+    ``Workspace.buffers`` and ``Workspace.kernels``, `training` by the engine's
+    ``train_epochs`` (or `unused_training_arguments`). `tile`, `narrow` and `plan` stay
+    apart, as Numba prunes branches on the types of arguments, not of tuple fields.
 
     Parameters
     ----------
     mode : int
         `GRADIENT`: E and the gradient (into `grad`), with theta, X and Y checked finite
-        first and the results after. `FORWARD`: A^1..A^L into `activations` (`Y`, `grad`,
-        `deltas` and `squares` are not used and may be empty). `TRAIN`: epochs `first`,
-        ..., `first` + `count` - 1 of gradient descent.
-    theta, sizes, codes, X, Y, grad, activations, deltas, scratch, squares, tile, narrow, plan, threads
+        first and the results after. `FORWARD`: A^1..A^L into the activations (`Y`,
+        `grad`, the deltas and the squares are not used and may be empty). `TRAIN`:
+        epochs `first`, ..., `first` + `count` - 1 of gradient descent.
+    theta, network, X, Y, grad, buffers, tile, narrow, plan, threads
         As in ``layer_loop.gradient_pass``; for `TRAIN`, X and Y are the whole training set
         and the buffers are sized for `batch_size` samples.
+    training : tuple
+        (alpha, first, count, history, batch_size, rng, order, X_batch, Y_batch):
     alpha : float of theta's dtype
         The learning rate.
     first, count : int
@@ -83,8 +66,8 @@ def run(
     X_batch, Y_batch : 1-D arrays
         Room for one batch of X and of Y.
 
-    The arguments from `alpha` to `Y_batch` are not used by `GRADIENT` and `FORWARD`,
-    which take any values of the same types (`unused_training_arguments`).
+    The training arguments are not used by `GRADIENT` and `FORWARD`, which take any
+    values of the same types (`unused_training_arguments`).
 
     Returns
     -------
@@ -98,8 +81,9 @@ def run(
         gradient or step was not finite (theta then holds the parameters of the last
         finite step); 0 otherwise.
     """
+    alpha, first, count, history, batch_size, rng, order, X_batch, Y_batch = training
     m = X.shape[1]
-    L = sizes.shape[0] - 1
+    L = network[0].shape[0] - 1
     # A gradient and a forward pass are one step of one full-batch epoch, stopped early.
     stop = -1
     if mode == FORWARD:
@@ -124,22 +108,7 @@ def run(
             Yb = Y if full else gather(Y, order, start, end, Y_batch)
             # The one call site of the pass, inlined: see the end of ``loopbp.cpu.layer_loop``.
             E_b = layer_loop.gradient_pass_inline(
-                theta,
-                sizes,
-                codes,
-                Xb,
-                Yb,
-                grad,
-                activations,
-                deltas,
-                scratch,
-                squares,
-                tile,
-                narrow,
-                plan,
-                threads,
-                None,
-                stop,
+                theta, network, Xb, Yb, grad, buffers, tile, narrow, plan, threads, None, stop
             )
             if mode == FORWARD:
                 return layer_loop.FINITE, 0.0, 0

@@ -80,8 +80,9 @@ class Engine:
     ----------
     sizes, activations, dtype, pool
         As given.
-    sizes_array, codes : int64 arrays
-        The sizes and the activation codes as the compiled drivers take them.
+    network : (int64 array, int64 array)
+        The sizes and the activation codes as the compiled drivers take them
+        (``layer_loop.network_arrays``).
     n_parameters : int
         p, the length of theta.
     """
@@ -96,8 +97,7 @@ class Engine:
     ):
         self.sizes, self.activations, self.dtype, self.pool = sizes, activations, dtype, pool
         self._forward_backward = not lean_forward
-        self.sizes_array = np.array(sizes, dtype=np.int64)
-        self.codes = activation_codes(activations)
+        self.network = layer_loop.network_arrays(sizes, activation_codes(activations))
         self.n_parameters = layout.parameter_count(sizes)
         # What the modes of driver.run that do not use them get for Y, grad and the
         # training arguments: values of the same types, so that one compiled function serves.
@@ -135,13 +135,13 @@ class Engine:
             entry,
             mode,
             theta,
-            self.sizes_array,
-            self.codes,
+            self.network,
             X,
             Y,
             grad,
-            *workspace.buffers(serial=entry is not driver.run),
-            *(self._not_training if training is None else training),
+            workspace.buffers(serial=entry is not driver.run),
+            *workspace.kernels(),
+            self._not_training if training is None else training,
             parallel=entry is driver.run and workspace.threads_pay(),
         )
 

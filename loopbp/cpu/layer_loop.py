@@ -145,6 +145,15 @@ def error_from_output(A_L, Y):
     return s / (2.0 * m)
 
 
+def network_arrays(sizes, codes) -> tuple:
+    """The network as the drivers take it: (sizes, codes), two int64 arrays.
+
+    `sizes` is n^0, ..., n^L and `codes` the activation code of each layer
+    (``loopbp.validation.activation_codes``).
+    """
+    return np.asarray(sizes, dtype=np.int64), np.asarray(codes, dtype=np.int64)
+
+
 def gradient_steps(sizes):
     """The names and GFLOP of the steps of `gradient_pass`, in the order it runs them.
 
@@ -167,36 +176,22 @@ def gradient_steps(sizes):
     return steps
 
 
-def _gradient_pass(
-    theta,
-    sizes,
-    codes,
-    X,
-    Y,
-    grad,
-    activations,
-    deltas,
-    scratch,
-    squares,
-    tile,
-    narrow,
-    plan,
-    threads,
-    plain=None,
-    stop=-1,
-):
+def _gradient_pass(theta, network, X, Y, grad, buffers, tile, narrow, plan, threads, plain=None, stop=-1):
     """E and the whole gradient: the forward pass, then back-propagation for l = L..1.
 
     Parameters
     ----------
-    theta, sizes, codes, X, activations, scratch, tile, narrow, plan, threads, plain
+    theta, X, tile, narrow, plan, threads, plain
         As in `forward_pass`.
+    network : tuple
+        (sizes, codes), as in `forward_pass` (`network_arrays`).
     Y : (n^L, m) C-contiguous array
         The targets.
     grad : (p,) array
         Output: dE/dW^l and dE/db^l, laid out like theta.
-    deltas, squares
-        The buffers of a `Workspace` made with `backward`.
+    buffers : tuple
+        (activations, deltas, scratch, squares), the buffers of a `Workspace` made with
+        `backward` (``Workspace.buffers``); activations and scratch as in `forward_pass`.
     stop : int
         -1 (the default) runs every step. k >= 0 returns after step k of
         `gradient_steps`, for timing each kernel where it runs; E is then 0 until
@@ -208,6 +203,8 @@ def _gradient_pass(
     E : float
         The error, accumulated in float64.
     """
+    sizes, codes = network
+    activations, deltas, scratch, squares = buffers
     L = sizes.shape[0] - 1
     m = X.shape[1]
     if narrow is not None and plain is None:

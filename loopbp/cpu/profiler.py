@@ -50,7 +50,7 @@ def kernel_times(
     grad = np.empty_like(theta)
 
     def gradient(threads, stop):
-        args = (theta, engine.sizes_array, engine.codes, X, Y, grad, *workspace.buffers())
+        args = (theta, engine.network, X, Y, grad, workspace.buffers(), *workspace.kernels())
         return layer_loop.gradient_pass(*args, threads, None, stop)
 
     def median(stop):

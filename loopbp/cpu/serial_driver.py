@@ -78,11 +78,14 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, squares,
 
 
 @njit(cache=True, error_model="numpy")
-def checked_pass(mode, theta, sizes, codes, X, Y, grad, activations, deltas, squares):
+def checked_pass(mode, theta, network, X, Y, grad, buffers):
     """A checked gradient (`mode` ``driver.GRADIENT``) or a forward pass (``driver.FORWARD``).
 
-    Returns (status, E) as ``driver.run`` returns its first two values.
+    `network` and `buffers` are ``driver.run``'s (the scratch is not used). Returns
+    (status, E) as ``driver.run`` returns its first two values.
     """
+    sizes, codes = network
+    activations, deltas, _, squares = buffers
     if mode == GRADIENT and not (
         layer_loop.all_finite(theta) and layer_loop.all_finite(X.ravel()) and layer_loop.all_finite(Y.ravel())
     ):
@@ -96,42 +99,18 @@ def checked_pass(mode, theta, sizes, codes, X, Y, grad, activations, deltas, squ
     return layer_loop.FINITE, E
 
 
-def run(
-    mode,
-    theta,
-    sizes,
-    codes,
-    X,
-    Y,
-    grad,
-    activations,
-    deltas,
-    scratch,
-    squares,
-    tile,
-    narrow,
-    plan,
-    alpha,
-    first,
-    count,
-    history,
-    batch_size,
-    rng,
-    order,
-    X_batch,
-    Y_batch,
-    threads,
-):
+def run(mode, theta, network, X, Y, grad, buffers, tile, narrow, plan, training, threads):
     """``driver.run`` on the plain loops in one thread: its arguments, its results to rounding error.
 
-    `scratch`, `tile`, `narrow`, `plan` and `threads` are not used. The epochs of `TRAIN`
+    The scratch, `tile`, `narrow`, `plan` and `threads` are not used. The epochs of `TRAIN`
     run here in Python, around one compiled gradient per step, with the compiled shuffle,
     gather and step of ``loopbp.cpu.training_loop`` that ``driver.run`` runs: compiling the
     epochs' loop as well would double the first call's compile.
     """
     if mode != TRAIN:
-        status, E = checked_pass(mode, theta, sizes, codes, X, Y, grad, activations, deltas, squares)
+        status, E = checked_pass(mode, theta, network, X, Y, grad, buffers)
         return status, E, 0
+    alpha, first, count, history, batch_size, rng, order, X_batch, Y_batch = training
     m = X.shape[1]
     full = batch_size >= m
     for epoch in range(first, first + count):
@@ -139,9 +118,7 @@ def run(
         for start, end in [(0, m)] if full else mini_batches(order, rng, batch_size):
             Xb = X if full else gather(X, order, start, end, X_batch)
             Yb = Y if full else gather(Y, order, start, end, Y_batch)
-            status, E_b = checked_pass(
-                GRADIENT, theta, sizes, codes, Xb, Yb, grad, activations, deltas, squares
-            )
+            status, E_b = checked_pass(GRADIENT, theta, network, Xb, Yb, grad, buffers)
             # As in driver.run: the epochs before the first step that is not finite.
             if status != layer_loop.FINITE or not descend(theta, grad, alpha):
                 return layer_loop.FINITE, 0.0, epoch - first

@@ -133,15 +133,20 @@ class Workspace:
         )
 
     def buffers(self, serial: bool = False) -> tuple:
-        """(activations, deltas, scratch, squares, tile, narrow, plan), as every driver takes them.
+        """(activations, deltas, scratch, squares): the `buffers` argument of every driver.
+
+        With `serial`, for ``serial_driver.run``, an empty scratch.
+        """
+        scratch = self._no_scratch if serial else self.scratch
+        return self.activations, self.deltas, scratch, self.squares
+
+    def kernels(self) -> tuple:
+        """(tile, narrow, plan): the drivers' arguments that choose the kernels.
 
         A narrow network's plan goes as None: with `narrow` None for the others, each
-        driver compiles one kernel set alone (see ``layer_loop.forward_pass``). With `serial`,
-        for ``serial_driver.run``, an empty scratch.
+        driver compiles one kernel set alone (see ``layer_loop.forward_pass``).
         """
-        plan = None if self.narrow else self.plan
-        scratch = self._no_scratch if serial else self.scratch
-        return self.activations, self.deltas, scratch, self.squares, self.tile, self.narrow, plan
+        return self.tile, self.narrow, None if self.narrow else self.plan
 
     def output(self) -> np.ndarray:
         """A^L, the (n^L, m) view of `activations`."""
