@@ -55,9 +55,10 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
     # vector wider than the host's runs in pieces: slow, and just as exact).
     # The fast side runs through the entry point that the library calls (driver.run), so
     # that the host's kernel sets are the ones every other test uses, compiled once; the
-    # plain side needs no tile, so it runs with the portable workspace on every path.
+    # plain side is the serial loops of the first calls (``serial_driver``), the same nests
+    # in one thread (tests/test_threads.py holds the parallel nests to them bitwise).
     from loopbp import layout
-    from loopbp.cpu import driver, layer_loop, workspace
+    from loopbp.cpu import driver, layer_loop, serial_driver, workspace
     from loopbp.validation import activation_codes
 
     W, b, X, Y, acts = make_problem(sizes, m, activations_for("cycle", len(sizes) - 1), dtype)
@@ -82,16 +83,13 @@ def test_fast_kernels_agree_with_the_plain_loops(name, sizes, m, dtype, path):
     )
     A_tiled = work.activations.copy()
 
-    plain = workspace.Workspace(sizes, m, dtype, tile=None, narrow=False)
+    plain = workspace.Workspace(sizes, m, dtype, tile=None, narrow=False).buffers(serial=True)
     grad_plain = np.empty_like(theta)
-    E_plain = layer_loop.gradient_pass(
-        theta, network, X, Y, grad_plain, plain.buffers(), *plain.kernels(), threads, plain=True
-    )
-    plain.activations[:] = np.nan
-    layer_loop.forward_pass(
-        theta, *network, X, plain.activations, plain.scratch, None, None, plain.plan, threads, True
-    )
-    A_plain = plain.activations
+    status, E_plain = serial_driver.checked_pass(driver.GRADIENT, theta, network, X, Y, grad_plain, plain)
+    assert status == layer_loop.FINITE
+    A_plain = plain[0]
+    A_plain[:] = np.nan
+    serial_driver.checked_pass(driver.FORWARD, theta, network, X, Y, grad_plain, plain)
 
     tol = TOLERANCE[np.dtype(dtype)]
     assert relative_difference(E_tiled, E_plain) <= tol

@@ -32,7 +32,7 @@ def _stopped(sizes, m, stop):
     work.activations[:] = 7.0
     grad = np.full(eng.n_parameters, 7.0)
     E = layer_loop.gradient_pass(
-        layout.pack(W, b), eng.network, X, Y, grad, work.buffers(), *work.kernels(), 1, None, stop
+        layout.pack(W, b), eng.network, X, Y, grad, work.buffers(), *work.kernels(), 1, stop
     )
     return E, grad, work.activations.copy()
 

@@ -114,6 +114,38 @@ def test_serial_and_parallel_kernels_are_bitwise_equal(dtype, path):
         assert x.tobytes() == y.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_plain_contractions_give_the_same_bits_with_and_without_parallel_regions(dtype):
+    # The plain loop nests of the three contractions run in one thread in the first calls
+    # (loopbp.cpu.serial_driver compiles them without parallel regions), and the tests
+    # hold the fast kernels to that; here the same nests in parallel regions (prange over
+    # i, on every Numba thread) must give the same bits.
+    from loopbp.cpu import kernels
+
+    rng = np.random.default_rng(1)
+    n_in, n, m = 37, 61, 203
+    W = rng.standard_normal((n, n_in)).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    A_prev = rng.standard_normal((n_in, m)).astype(dtype)
+    dZ = rng.standard_normal((n, m)).astype(dtype)
+    cases = [
+        (kernels.forward_layer, (W, b, 3, A_prev), np.empty((n, m), dtype)),
+        (kernels.weight_gradient, (dZ, A_prev), np.empty((n, n_in), dtype)),
+        (kernels.hidden_delta, (W, dZ), np.empty((n_in, m), dtype)),
+    ]
+    for kernel, inputs, out in cases:
+        options = {
+            k: v for k, v in kernel.targetoptions.items() if k not in ("cache", "nopython", "parallel")
+        }
+        serial = numba.njit(**options)(kernel.py_func)
+        results = []
+        for run in (kernel, serial):
+            out[...] = np.nan
+            run(*inputs, out)
+            results.append(out.tobytes())
+        assert results[0] == results[1], kernel.__name__
+
+
 @pytest.mark.skipif(N_THREADS < 2, reason="needs at least 2 Numba threads")
 @pytest.mark.parametrize("batch_size", [None, 64])
 def test_fit_one_thread_equals_n_threads(batch_size):
@@ -250,7 +282,7 @@ def test_after_fork_only_openmp_turns_threads_off(monkeypatch, layer, serial):
     monkeypatch.setattr(threads, "_serial_only", False)
     monkeypatch.setattr(threads, "_lock", threads._lock)
     monkeypatch.setattr(threads.numba, "threading_layer", threading_layer)
-    threads._after_fork_in_child()
+    threads.after_fork_in_child()
     assert threads.threads_allowed() is not serial
     assert threads.worth_threads((64, 128, 128, 10), 1000) is not serial
 

@@ -112,7 +112,8 @@ def _exp_nonpositive_overload(x):
 # divisor so that it can raise ZeroDivisionError, and that branch stops LLVM from
 # vectorising the loop. Here no divisor can be zero (1 + e >= 1).
 # fastmath "contract" lets each p * r + c of exp's polynomial be one fused multiply-add:
-# half the latency of its chain, which took sigmoid from 4.2 to 1.9 ns an element here,
+# half the latency of its chain, which took sigmoid from 4.2 to 1.9 ns an element on the
+# development machines (2026),
 # and one rounding instead of two (the 2-ulp test checks the fused form).
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def activate_row(code, z):

@@ -3,10 +3,11 @@
 Every call from Python into the fast loop kernels goes through `run` (``loopbp.cpu.engine``
 makes the calls; until `run` is compiled, ``loopbp.cpu.serial_driver.run`` stands in for it).
 One entry point, not one per task, because each compiled function that Python calls is a
-library of its own, and Numba has LLVM optimise again, inside each
-library, every kernel linked into it: 4 to 10 s per library on the 2-core machines
-here. With one entry point, a network's kernels are typed and optimised once per dtype
-and kernel set, and a `fit` or a `predict` after the first gradient compiles nothing.
+library of its own, and Numba has LLVM optimise again, inside each library, every kernel
+linked into it: 4 to 10 s per library on 2 cores (the project's AMD EPYC and Intel Xeon
+development machines, 2026). With one entry point, a network's kernels are typed and
+optimised once per dtype and kernel set, and a `fit` or a `predict` after the first
+gradient compiles nothing.
 
 What `run` compiles is chosen by the types of two arguments, as in ``loopbp.cpu.layer_loop``:
 `tile` (the register tile of the packed kernels, or None for the portable ones) and
@@ -108,7 +109,7 @@ def run(mode, theta, network, X, Y, grad, buffers, tile, narrow, plan, training,
             Yb = Y if full else gather(Y, order, start, end, Y_batch)
             # The one call site of the pass, inlined: see the end of ``loopbp.cpu.layer_loop``.
             E_b = layer_loop.gradient_pass_inline(
-                theta, network, Xb, Yb, grad, buffers, tile, narrow, plan, threads, None, stop
+                theta, network, Xb, Yb, grad, buffers, tile, narrow, plan, threads, stop
             )
             if mode == FORWARD:
                 return layer_loop.FINITE, 0.0, 0

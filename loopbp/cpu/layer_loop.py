@@ -1,22 +1,25 @@
 """The loop over the layers l: the forward pass and back-propagation, for every kernel set.
 
-Two arguments choose the kernels of the three contractions, both at compile time (Numba
+Three arguments choose the kernels of the three contractions, at compile time (Numba
 prunes the branches not taken, so each compiled driver holds one kernel set alone):
 
-- ``tile``, a ``simd.Tile``: the packed contractions of ``loopbp.cpu.packed_kernels``, with
-  the register tile of the host's vector width (``simd.tile()``), what the loops backend
-  runs on x86 with AVX2 or AVX-512; None: the portable dot-product tiles of
-  ``loopbp.cpu.tiled_kernels``;
-- ``plain=True``: the plain loop nests of ``loopbp.cpu.kernels`` instead (the seed's
-  equations as written, kept as a second reference for the tests).
+- ``narrow`` True: the samples-innermost kernels of ``loopbp.cpu.narrow_kernels``, for
+  networks whose layers are all narrow;
+- else ``tile``, a ``simd.Tile``: the packed contractions of ``loopbp.cpu.packed_kernels``
+  with the register tile of the host's vector width (``simd.tile()``), or the streaming
+  kernel where ``plan`` says so, what the loops backend runs on x86 with AVX2 or AVX-512;
+  None: the portable dot-product tiles of ``loopbp.cpu.tiled_kernels``.
 
-The elementwise equations (dE/dA^L, and for the portable and plain sets dE/dZ^l =
-dE/dA^l g' and dE/db^l) are the plain kernels.
+The elementwise equations (dE/dA^L, and for the portable set dE/dZ^l = dE/dA^l g' and
+dE/db^l) are the kernels of ``loopbp.cpu.kernels``, as written there. The plain loop
+nests of the three contractions run in ``loopbp.cpu.serial_driver`` instead, which the
+tests also hold these kernel sets to.
 
 The buffers (theta, A^1..A^L, the deltas, the scratch) are laid out as
-``loopbp.layout`` says, and ``loopbp.cpu.engine`` holds them between calls (its `Workspace`)
-and calls the drivers. Every driver can also stop after any step (`stop`), so that the
-engine can time each kernel inside the real driver (`gradient_steps` names the steps).
+``loopbp.layout`` says, and a ``loopbp.cpu.workspace.Workspace`` holds them between calls.
+A pass can stop after any step (`stop`): the forward mode of ``driver.run`` stops after
+the forward pass, and ``loopbp.cpu.profiler`` times each kernel inside the real driver
+(`gradient_steps` names the steps).
 """
 
 import numpy as np
@@ -60,9 +63,9 @@ FINITE, INPUT_NOT_FINITE, RESULT_NOT_FINITE = 0, 1, 2
 
 
 # Inlined into gradient_pass rather than called: a call is one more compiled level that
-# re-optimises every kernel below it. Branch pruning still sees `tile` and `plain`.
+# re-optimises every kernel below it. Branch pruning still sees `tile` and `narrow`.
 @njit(cache=True, inline="always")
-def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, plan, threads, plain=None):
+def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, plan, threads):
     """Run the forward pass for l = 1..L, writing A^1, ..., A^L into `activations`.
 
     Parameters
@@ -94,13 +97,8 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, pla
     threads : int
         How many threads share the work (``numba.get_num_threads()``), or 1 to run in the
         calling thread (see ``threads.worth_threads``); the result is bitwise the same either way.
-    plain : None or True
-        Left out (None), `tile` chooses the kernels, and Numba prunes the other branches
-        before typing, so that only one kernel set is compiled. True runs the plain loop
-        nests of ``loopbp.cpu.kernels`` instead, as the tests do to check one kernel set
-        against the other.
     """
-    if narrow is not None and plain is None:
+    if narrow is not None:
         narrow_kernels.forward_pass(theta, sizes, codes, X, activations, threads)
         return
     if plan is None:
@@ -116,9 +114,7 @@ def forward_pass(theta, sizes, codes, X, activations, scratch, tile, narrow, pla
         W = weights(theta, sizes, l)
         b = biases(theta, sizes, l)
         A = matrix(activations, activation_offset(sizes, m, l), sizes[l], m)
-        if plain is not None:
-            kernels.forward_layer(W, b, codes[l - 1], A_prev, A)
-        elif tile is None:
+        if tile is None:
             tiled_kernels.forward_layer(W, b, codes[l - 1], A_prev, A, blocks, parallel)
         else:
             t = threads if plan[l - 1, FORWARD, 1] else 1
@@ -176,12 +172,12 @@ def gradient_steps(sizes):
     return steps
 
 
-def _gradient_pass(theta, network, X, Y, grad, buffers, tile, narrow, plan, threads, plain=None, stop=-1):
+def _gradient_pass(theta, network, X, Y, grad, buffers, tile, narrow, plan, threads, stop=-1):
     """E and the whole gradient: the forward pass, then back-propagation for l = L..1.
 
     Parameters
     ----------
-    theta, X, tile, narrow, plan, threads, plain
+    theta, X, tile, narrow, plan, threads
         As in `forward_pass`.
     network : tuple
         (sizes, codes), as in `forward_pass` (`network_arrays`).
@@ -207,7 +203,7 @@ def _gradient_pass(theta, network, X, Y, grad, buffers, tile, narrow, plan, thre
     activations, deltas, scratch, squares = buffers
     L = sizes.shape[0] - 1
     m = X.shape[1]
-    if narrow is not None and plain is None:
+    if narrow is not None:
         if 0 <= stop < L:
             # The narrow kernels have no finer steps than the forward pass and the rest.
             narrow_kernels.forward_pass(theta, sizes, codes, X, activations, threads)
@@ -226,13 +222,7 @@ def _gradient_pass(theta, network, X, Y, grad, buffers, tile, narrow, plan, thre
     # Stopping inside the forward pass: the forward pass of the first layers alone is that
     # of the network cut after them, as A^l depends on the layers up to l only.
     layers = L if stop < 0 or stop >= L else stop + 1
-    # `plain` is passed on only when given, so that the callee prunes its branch too.
-    if plain is None:
-        forward_pass(theta, sizes[: layers + 1], codes, X, activations, scratch, tile, narrow, plan, threads)
-    else:
-        forward_pass(
-            theta, sizes[: layers + 1], codes, X, activations, scratch, tile, narrow, plan, threads, plain
-        )
+    forward_pass(theta, sizes[: layers + 1], codes, X, activations, scratch, tile, narrow, plan, threads)
     if 0 <= stop < L:
         return 0.0
 
@@ -255,10 +245,7 @@ def _gradient_pass(theta, network, X, Y, grad, buffers, tile, narrow, plan, thre
         delta = matrix(deltas[(L - l) % 2], np.int64(0), sizes[l], m)
         dW = weights(grad, sizes, l)
         db = biases(grad, sizes, l)
-        if plain is not None:
-            kernels.weight_gradient(delta, A_prev, dW)
-            kernels.bias_gradient(delta, db, parallel)
-        elif tile is None:
+        if tile is None:
             tiled_kernels.weight_gradient(delta, A_prev, dW, parallel)
             kernels.bias_gradient(delta, db, parallel)
         else:
@@ -274,10 +261,7 @@ def _gradient_pass(theta, network, X, Y, grad, buffers, tile, narrow, plan, thre
             W = weights(theta, sizes, l)
             previous = matrix(deltas[(L - l + 1) % 2], np.int64(0), sizes[l - 1], m)
             code = codes[l - 2]
-            if plain is not None:
-                kernels.hidden_delta(W, delta, previous)
-                kernels.delta_to_z(code, A_prev, previous, parallel)
-            elif tile is None:
+            if tile is None:
                 # (W^l)^T goes at the head of the shared scratch (`shared_scratch_length`).
                 W_T = matrix(panels, np.int64(0), sizes[l - 1], sizes[l])
                 tiled_kernels.transpose(W, W_T)
@@ -306,7 +290,7 @@ def _gradient_pass(theta, network, X, Y, grad, buffers, tile, narrow, plan, thre
 # kernel profile) are cached as whole libraries. ``driver.run`` takes
 # `gradient_pass_inline`, this body inlined at Numba's IR level at a single call site: a
 # called function is one more compiled library, and LLVM optimises every kernel linked
-# below it again in each library (4 to 6 s a library here), while an inlined body is
+# below it again in each library (4 to 6 s a library on 2 cores), while an inlined body is
 # optimised once, with its caller. (Inlining costs too, about as much per copy: hence one
 # call site.)
 gradient_pass = njit(cache=True)(_gradient_pass)

@@ -25,9 +25,9 @@ from .activation_rows import activate_row, multiply_by_derivative_row
 from .simd import full_width
 
 #: The widest layer (n^0 included) for which the loops backend takes these kernels. Measured
-#: here (Intel AVX-512, one thread, m = 1347): these kernels took 0.97x the packed kernels'
-#: time at 32-32-10, 1.35x at 48-48-10 and 1.5x at 64-64-10, and 0.6x at 13-37-29-7,
-#: whose odd widths leave the packed tiles a third empty.
+#: on the Intel Xeon development machine (AVX-512, one thread, m = 1347, 2026): these
+#: kernels took 0.97x the packed kernels' time at 32-32-10, 1.35x at 48-48-10 and 1.5x at
+#: 64-64-10, and 0.6x at 13-37-29-7, whose odd widths leave the packed tiles a third empty.
 WIDTH = 40
 #: Samples per block: 128 samples of a 40-wide layer in float64 are 40 KiB, about L1.
 BLOCK = 128

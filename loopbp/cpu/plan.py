@@ -62,7 +62,7 @@ WRITE_BACK_STEPS = 4
 #: pass over the output row, so four fused multiply-adds for five loads and a store.
 STREAM_SHARE = 0.45
 #: Fewest multiply-adds worth a parallel region: a region costs about 5 us to start and
-#: to join, 100,000 multiply-adds on one core of the machines here, so a contraction
+#: to join, 100,000 multiply-adds on one core of the 2-core development machines (2026), so a contraction
 #: this size gains at most a few tens of per cent from a second thread.
 PARALLEL_FLOP = 400_000
 

@@ -51,7 +51,7 @@ def kernel_times(
 
     def gradient(threads, stop):
         args = (theta, engine.network, X, Y, grad, workspace.buffers(), *workspace.kernels())
-        return layer_loop.gradient_pass(*args, threads, None, stop)
+        return layer_loop.gradient_pass(*args, threads, stop)
 
     def median(stop):
         def run():

@@ -33,7 +33,7 @@ _hidden_delta = njit(inline="always")(kernels.hidden_delta.py_func)
 
 @njit(inline="always")
 def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, squares, forward_only):
-    """E and the whole gradient, as ``layer_loop.gradient_pass`` computes them with ``plain``.
+    """E and the whole gradient on the plain loop nests of ``loopbp.cpu.kernels``, in one thread.
 
     With `forward_only`, the forward pass alone (A^1..A^L into `activations`); E is then 0.
     The buffers are those of a ``engine.Workspace``, laid out as ``loopbp.layout`` says.

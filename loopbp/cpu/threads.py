@@ -43,9 +43,13 @@ def run(kernel, *args, parallel):
         return kernel(*args, numba.get_num_threads())
 
 
-def _after_fork_in_child():
+def after_fork_in_child():
+    """In a forked child (``os.register_at_fork``): a new lock, and no parallel regions after OpenMP's.
+
+    The parent's lock may be held by a thread that the child does not have, and GNU
+    OpenMP cannot start threads in a child of a process that has used it.
+    """
     global _lock, _serial_only
-    # The parent's lock may have been held by a thread that does not exist here.
     _lock = threading.Lock()
     try:
         layer = numba.threading_layer()
@@ -56,11 +60,12 @@ def _after_fork_in_child():
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=after_fork_in_child)
 
 
 #: Below this many multiply-adds per gradient the loops run in the calling thread:
-#: starting a parallel region costs about 3 us here, and a tiny network's gradient takes
+#: starting a parallel region costs about 3 us on 2 cores (the development machines, 2026),
+#: and a tiny network's gradient takes
 #: about a dozen of them. Serial and parallel runs give bitwise the same result.
 SERIAL_BELOW = 250_000
 
