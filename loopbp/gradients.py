@@ -33,17 +33,18 @@ def _validated(W, b, X, Y, activations, backend):
     return W, b, X, Y, names, dtype
 
 
-def _loops(W, b, X, Y, names, dtype, backend="loops"):
-    # The engine of `backend` (loops or cuda), theta and the kernels' X and Y for validated arguments.
+def _compiled(W, b, X, Y, names, dtype, backend="loops"):
+    # The engine of a compiled backend (loops or cuda), theta, and the kernels' X and Y,
+    # for validated arguments.
     sizes = (W[0].shape[1], *(w.shape[0] for w in W))
     if backend == "cuda":
         from .cuda.engine import cuda_engine_for  # needs the gpu extra: imported on first use
 
-        loops = cuda_engine_for(sizes, names, dtype)
+        compiled = cuda_engine_for(sizes, names, dtype)
     else:
-        loops = engine.engine_for(sizes, names, dtype)
+        compiled = engine.engine_for(sizes, names, dtype)
     Y = None if Y is None else engine.kernel_array(Y)
-    return loops, layout.pack(W, b), engine.kernel_array(X), Y
+    return compiled, layout.pack(W, b), engine.kernel_array(X), Y
 
 
 def forward(
@@ -79,8 +80,8 @@ def forward(
             A_L = einsum_reference.forward_pass(W, b, X, names)[-1]
         require_finite("forward pass", dtype, A_L)
         return A_L
-    loops, theta, X, _ = _loops(W, b, X, None, names, dtype, backend)
-    return loops.forward(theta, X)
+    compiled, theta, X, _ = _compiled(W, b, X, None, names, dtype, backend)
+    return compiled.forward(theta, X)
 
 
 def error(
@@ -125,8 +126,8 @@ def error(
             E = einsum_reference.error_from_output(A_L, Y)
         require_finite("error", dtype, E)
         return E
-    loops, theta, X, Y = _loops(W, b, X, Y, names, dtype, backend)
-    return loops.error(theta, X, Y)
+    compiled, theta, X, Y = _compiled(W, b, X, Y, names, dtype, backend)
+    return compiled.error(theta, X, Y)
 
 
 def gradient(
@@ -191,14 +192,14 @@ def gradient(
         dW, db = layout.unpack(grad, sizes)
         return E, dW, db
     if backend == "loops":
-        loops = engine.ready_engine(W, b, activations)
-        if loops is not None and loops.ready_samples(X, Y):
+        compiled = engine.ready_engine(W, b, activations)
+        if compiled is not None and compiled.ready_samples(X, Y):
             # The thin path: everything is already what the kernels take, and they check
             # finiteness; on a non-finite input, the full checks name it.
-            E, grad = loops.gradient(
+            E, grad = compiled.gradient(
                 None, X, Y, lambda X, Y: _validated(W, b, X, Y, activations, backend), parameters=(W, b)
             )
-            dW, db = loops.unpack(grad)
+            dW, db = compiled.unpack(grad)
             return E, dW, db
     W, b, X, Y, names, dtype = _validated(W, b, X, Y, activations, backend)
     if backend == "einsum":
@@ -206,7 +207,7 @@ def gradient(
             E, dW, db = einsum_reference.gradient(W, b, X, Y, names)
         require_finite("gradient", dtype, E, *dW, *db)
         return E, dW, db
-    loops, theta, X, Y = _loops(W, b, X, Y, names, dtype, backend)
-    E, grad = loops.gradient(theta, X, Y)
-    dW, db = layout.unpack(grad, loops.sizes)
+    compiled, theta, X, Y = _compiled(W, b, X, Y, names, dtype, backend)
+    E, grad = compiled.gradient(theta, X, Y)
+    dW, db = layout.unpack(grad, compiled.sizes)
     return E, dW, db
