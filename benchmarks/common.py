@@ -8,6 +8,7 @@ so that the same suite runs against every commit in the history.
 """
 
 import functools
+import importlib
 import time
 
 import numba
@@ -155,6 +156,14 @@ def prepared(kind, sizes, m, dtype, backend, threads="all"):
 
 
 @functools.cache
+def _module(name):
+    """The module `name`, or None where this loopbp has none by that name."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 def micro_kernel_peak(dtype, threads=None, seconds=1.0):
     """GFLOP/s of loopbp's register micro-kernel on `threads` threads at once, operands in L1.
 
@@ -166,10 +175,10 @@ def micro_kernel_peak(dtype, threads=None, seconds=1.0):
     Raises NotImplementedError where the loops run the portable kernels (no micro-kernel)
     or in a loopbp that predates it, which asv reports as a skipped benchmark.
     """
-    try:
-        from loopbp.cpu import simd
-    except ImportError as error:
-        raise NotImplementedError("this loopbp has no register micro-kernel") from error
+    # loopbp.cpu.simd, or loopbp.simd in the flat package of the history's older commits.
+    simd = _module("loopbp.cpu.simd") or _module("loopbp.simd")
+    if simd is None:
+        raise NotImplementedError("this loopbp has no register micro-kernel")
     tile = simd.tile(dtype)
     if tile is None:
         raise NotImplementedError("the portable path has no register micro-kernel")
