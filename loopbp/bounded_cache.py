@@ -57,9 +57,3 @@ class BoundedCache:
         """The value kept for `key`, or ``make()``, kept."""
         value = self.kept.get(key)
         return self.put(key, make()) if value is None else value
-
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self.kept
-
-    def __len__(self) -> int:
-        return len(self.kept)

@@ -41,6 +41,7 @@ import numpy as np
 from . import layout
 from .bounded_cache import BoundedCache
 from .cpu import engine, narrow_kernels, warming
+from .cpu.workspace import WorkspacePool
 from .errors import require_finite
 from .validation import (
     check_backend,
@@ -156,7 +157,7 @@ def chunk_sums(
 
 #: The buffers of the chunks a worker runs, kept between steps whatever their size (a
 #: chunk's are as large as the chunk): two shapes, for a last chunk of another width.
-_chunk_workspaces = engine.WorkspacePool(slots=2)
+_chunk_workspaces = WorkspacePool(slots=2)
 #: One network at a time in a worker's steps.
 _chunk_engines = BoundedCache(1)
 

@@ -11,8 +11,9 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from . import distributed, gradients, layout, saving, training
 from .cpu import plan as planning
-from .cpu.engine import Engine, WorkspacePool, kernel_array
+from .cpu.engine import Engine, kernel_array
 from .cpu.layer_loop import all_finite
+from .cpu.workspace import WorkspacePool
 from .validation import (
     INITS,
     check_activations,
@@ -65,10 +66,10 @@ class Network:
 
     Notes
     -----
-    The loops backend keeps its buffers (`loopbp.cpu.engine.Workspace`) for the last m it
+    The loops backend keeps its buffers (`loopbp.cpu.workspace.Workspace`) for the last m it
     was called with, so repeated calls allocate only the gradient they return. A call
     made while another thread uses those buffers gets buffers of its own
-    (`loopbp.cpu.engine.WorkspacePool`).
+    (`loopbp.cpu.workspace.WorkspacePool`).
 
     Examples
     --------

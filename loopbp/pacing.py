@@ -16,16 +16,6 @@ import time
 SECONDS_PER_CALL = 0.05
 
 
-def epochs_per_call(seconds_per_epoch: float | None, left: int) -> int:
-    """How many epochs a trainer's next call should run: about `SECONDS_PER_CALL`, at most `left`.
-
-    One until an epoch has been timed (`seconds_per_epoch` None).
-    """
-    if seconds_per_epoch is None:
-        return 1
-    return int(max(1, min(left, SECONDS_PER_CALL / max(seconds_per_epoch, 1e-9))))
-
-
 class EpochPacing:
     """The pacing of a trainer's calls: the time of an epoch, measured, and the next call's size.
 
@@ -43,5 +33,10 @@ class EpochPacing:
             self.seconds_per_epoch = (time.perf_counter() - started) / finished
 
     def epochs_per_call(self, left: int) -> int:
-        """How many epochs the next call should run (`epochs_per_call`), at most `left`."""
-        return epochs_per_call(self.seconds_per_epoch, left)
+        """How many epochs the next call should run: about `SECONDS_PER_CALL`, at most `left`.
+
+        One until an epoch has been timed.
+        """
+        if self.seconds_per_epoch is None:
+            return 1
+        return int(max(1, min(left, SECONDS_PER_CALL / max(self.seconds_per_epoch, 1e-9))))

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import distributed, gradients
-from .cpu.engine import Workspace, kernel_array
+from .cpu.engine import kernel_array
 from .cpu.training_loop import descend
+from .cpu.workspace import Workspace
 from .errors import DIVERGENCE_FACTOR, Overflow, TrainingDiverged
 from .pacing import EpochPacing
 from .shuffling import mini_batches, shuffle, shuffle_state

@@ -95,3 +95,18 @@ def test_ready_engine_is_shared_and_refuses_what_needs_checks():
         (W, b, [["tanh"], "identity"]),
     ):
         assert engine.ready_engine(*bad) is None
+
+
+def test_a_bounded_cache_keeps_the_newest_values():
+    from loopbp.bounded_cache import BoundedCache
+
+    cache = BoundedCache(2)
+    made = []
+    for key in ("a", "b", "a", "c"):
+        cache.get_or_make(key, lambda key=key: made.append(key) or key.upper())
+    # "a" was made once, then kept; "c" dropped the oldest, "a".
+    assert made == ["a", "b", "c"] and list(cache.kept) == ["b", "c"]
+    cache.put("b", "B2")  # putting again makes it the newest
+    assert list(cache.kept) == ["c", "b"] and cache.pop("c") == "C" and cache.get("c") is None
+    with pytest.raises(ValueError, match="size must be at least 1"):
+        BoundedCache(0)

@@ -48,7 +48,8 @@ def run(mode, theta, network, X, Y, grad, buffers, tile, narrow, plan, training,
         As in ``layer_loop.gradient_pass``; for `TRAIN`, X and Y are the whole training set
         and the buffers are sized for `batch_size` samples.
     training : tuple
-        (alpha, first, count, history, batch_size, rng, order, X_batch, Y_batch):
+        (alpha, first, count, history, batch_size, rng, order, X_batch, Y_batch), each
+        as below.
     alpha : float of theta's dtype
         The learning rate.
     first, count : int

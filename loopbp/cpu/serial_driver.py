@@ -36,7 +36,8 @@ def gradient_pass(theta, sizes, codes, X, Y, grad, activations, deltas, squares,
     """E and the whole gradient on the plain loop nests of ``loopbp.cpu.kernels``, in one thread.
 
     With `forward_only`, the forward pass alone (A^1..A^L into `activations`); E is then 0.
-    The buffers are those of a ``engine.Workspace``, laid out as ``loopbp.layout`` says.
+    The buffers are those of a ``Workspace`` (``loopbp.cpu.workspace``), laid out as
+    ``loopbp.layout`` says.
     """
     L = sizes.shape[0] - 1
     m = X.shape[1]

@@ -54,8 +54,8 @@ class Workspace:
     squares : (n^L,) float64 array
         sum_c (A^L_ic - Y_ic)^2 for each i, the terms of E (empty without `backward`).
     scratch : 1-D array
-        The shared part, then one packed block per thread (see ``loopbp.layout``), made at
-        its first use.
+        The shared part, then one packed block per thread (see ``loopbp.cpu.scratch``), made
+        at its first use.
     plan : (L, 3, 2) int64 array
         As given or made.
     """
@@ -110,7 +110,7 @@ class Workspace:
 
     @property
     def scratch(self) -> np.ndarray:
-        """The scratch: the shared part, then one packed block per thread (see ``loopbp.layout``)."""
+        """The scratch: the shared part, then one packed block per thread (``loopbp.cpu.scratch``)."""
         if self._scratch is None:
             self._scratch = np.empty(self._scratch_length(self.m), self.dtype)
         return self._scratch
@@ -177,7 +177,6 @@ class WorkspacePool:
     def __init__(self, slots: int, max_bytes: int | None = None):
         self.slots, self.max_bytes = slots, max_bytes
         self._cache = BoundedCache(slots)
-        self.kept = self._cache.kept
 
     def take(self, sizes: tuple[int, ...], m: int, dtype: np.dtype, backward: bool = True) -> Workspace:
         """A workspace for these arguments, out of the pool or new; hand it back with `give`.
@@ -195,6 +194,11 @@ class WorkspacePool:
         w = workspace
         if self.max_bytes is None or w.nbytes <= self.max_bytes:
             self._cache.put((w.sizes, w.m, w.dtype, w.backward), w)
+
+    @property
+    def kept(self) -> dict:
+        """The workspaces kept, by (sizes, m, dtype, backward), oldest first."""
+        return self._cache.kept
 
     @contextlib.contextmanager
     def lent(self, sizes, m, dtype, backward=True):
