@@ -10,7 +10,7 @@ float64; the first call with a warm cache; and the machine control. Each is samp
 round. Two rounds let ``asv continuous --interleave-rounds`` alternate between the two
 commits it compares, so that a spell of machine noise falls on both.
 
-The whole suite stays the thorough option (README, "Benchmarks"). Under
+The whole suite stays the thorough option (docs/user-guide/asv.md). Under
 ``LOOPBP_BENCH_SMOKE=1`` (`common.smoke`) the gradients run a tiny stand-in network.
 """
 

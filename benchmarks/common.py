@@ -16,7 +16,7 @@ import numpy as np
 
 import loopbp
 
-#: The project's reference cases (its performance notes; the README's Performance section):
+#: The project's reference cases (its performance notes; docs/performance.md):
 #: (sizes n^0..n^L, m).
 CASES = {
     "toy": ((2, 8, 8, 1), 100),

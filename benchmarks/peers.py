@@ -195,6 +195,12 @@ def main(argv=None):
         "worst ratio and the geometric mean against the fastest peer",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--output",
+        metavar="FILE",
+        help="also write the results, with the date, CPU and vector path, to FILE as JSON "
+        "(docs/performance_tables.py makes the docs' tables from it)",
+    )
     parser.add_argument("--worker", nargs=3, metavar=("SYSTEM", "CASE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     gpu = args.device == "cuda"
@@ -243,6 +249,8 @@ def main(argv=None):
             times = {system: _median_run(results) for system, results in runs.items()}
             rows.append((case, dtype, times))
 
+    if args.output:
+        _write_results(args.output, rows, systems, args)
     if args.json:
         print(json.dumps([{"case": c, "dtype": d, "results": t} for c, d, t in rows], indent=1))
         return 0
@@ -276,6 +284,36 @@ def main(argv=None):
             + "  ".join(f"{s} {_ms(t['first'])} {t['diff']:.0e}" for s, t in times.items())
         )
     return 0
+
+
+def _write_results(path, rows, systems, args):
+    """The run as JSON: where and when it ran, then one entry per (case, dtype)."""
+    cases = common.sweep_cases()
+    run = {
+        "date": str(datetime.date.today()),
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "vector_path": _vector_path(),
+        "device": args.device,
+        "repeat": args.repeat,
+        "rounds": args.rounds,
+        "sweep": args.sweep,
+        "systems": systems,
+        "peers": [s for s in systems if s in PEERS],
+        "points": [
+            {
+                "case": case,
+                "sizes": list(cases[case][0]) if case in cases else None,
+                "m": cases[case][1] if case in cases else None,
+                "dtype": dtype,
+                "results": times,
+            }
+            for case, dtype, times in rows
+        ],
+    }
+    with open(path, "w") as f:
+        json.dump(run, f, indent=1)
+        f.write("\n")
 
 
 def _header(repeat, rounds):

@@ -200,7 +200,9 @@ def _parser() -> argparse.ArgumentParser:
         "--plot", metavar="FILE.png", default=None, help="draw the sweep or the map (needs matplotlib)"
     )
     compare.add_argument(
-        "--json", action="store_true", help="print the results as JSON (times in seconds, keys *_s)"
+        "--json",
+        action="store_true",
+        help="print the results as JSON (times in seconds, in the keys ending in _s)",
     )
 
     train = commands.add_parser("train", help="run one of the series' training examples")

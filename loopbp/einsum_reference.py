@@ -3,7 +3,10 @@
 This is the "vectorised" side of every comparison and the reference the loop kernels are
 validated against. Every contraction is an ``np.einsum`` whose subscripts are the
 derivation's indices (i, j, c), so each line reads like its equation in the series'
-matrix-style post (https://janmr.com/blog/2023/01/neural-networks-07-back-propagation-matrix-style):
+matrix-style post
+(https://janmr.com/blog/2023/01/neural-networks-07-back-propagation-matrix-style), and a
+comment gives each line's equation number on the docs' page "The derivation in code"
+(docs/derivation.md):
 
     Z^l  = W^l A^(l-1) + b^l 1^T          einsum("ij,jc->ic")
     dA^L = (A^L - Y) / m
@@ -49,8 +52,8 @@ def forward_pass(W, b, X, activations, *, matmul=False):
     contract = _matmul if matmul else _contract
     A = [X]
     for W_l, b_l, g in zip(W, b, activations):
-        Z = contract("ij,jc->ic", W_l, A[-1]) + b_l[:, None]
-        A.append(value(g, Z))
+        Z = contract("ij,jc->ic", W_l, A[-1]) + b_l[:, None]  # equation (1)
+        A.append(value(g, Z))  # equation (2)
     return A
 
 
@@ -59,7 +62,7 @@ def error_from_output(A_L, Y, *, matmul=False):
     contract = _matmul if matmul else _contract
     m = Y.shape[1]
     R = (A_L - Y).astype(np.float64)
-    return float(contract("ic,ic->", R, R)) / (2 * m)
+    return float(contract("ic,ic->", R, R)) / (2 * m)  # equation (3)
 
 
 def gradient(W, b, X, Y, activations, *, matmul=False):
@@ -71,11 +74,11 @@ def gradient(W, b, X, Y, activations, *, matmul=False):
     E = error_from_output(A[L], Y, matmul=matmul)
     dW = [None] * L
     db = [None] * L
-    dA = (A[L] - Y) / m
+    dA = (A[L] - Y) / m  # equation (4)
     for l in range(L, 0, -1):
-        dZ = dA * derivative_from_value(activations[l - 1], A[l])
-        dW[l - 1] = contract("ic,jc->ij", dZ, A[l - 1])
-        db[l - 1] = contract("ic->i", dZ)
+        dZ = dA * derivative_from_value(activations[l - 1], A[l])  # equation (5)
+        dW[l - 1] = contract("ic,jc->ij", dZ, A[l - 1])  # equation (7)
+        db[l - 1] = contract("ic->i", dZ)  # equation (8)
         if l > 1:
-            dA = contract("ji,jc->ic", W[l - 1], dZ)
+            dA = contract("ji,jc->ic", W[l - 1], dZ)  # equation (6)
     return E, dW, db

@@ -41,7 +41,7 @@ def check_gradient(
     `loopbp.agreement.relative_difference` measures. An array whose gradient is
     vanishingly small next to the others (the first layers of a deep sigmoid stack)
     is thereby judged on the scale of the gradient, not on the finite difference's
-    rounding noise, which is about eps |E| / h whatever the derivative's size.
+    rounding noise, which is about :math:`\epsilon |E| / h` whatever the derivative's size.
 
     The check runs in float64 whatever the parameters' dtype: in float32 a finite
     difference cannot resolve more than about three digits, so it would test nothing.

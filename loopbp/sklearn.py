@@ -240,20 +240,20 @@ class NetworkRegressor(RegressorMixin, _NetworkEstimator):
     network_ : loopbp.Network
         The trained network, of sizes ``[n_features_in_, *hidden_layer_sizes, n_outputs_]``.
         It takes samples as columns.
-    loss_curve_ : ndarray of shape (n_iter_,)
+    loss_curve_ : ndarray, one entry per epoch
         E per epoch, as `loopbp.Network.fit` returns it; `partial_fit` appends one entry
         per call.
     n_iter_ : int
         Epochs run: ``len(loss_curve_)``.
     n_outputs_ : int
         The number of targets.
-    y_mean_, y_scale_ : ndarray of shape (n_outputs_,)
+    y_mean_, y_scale_ : ndarray, one entry per target
         The mean and standard deviation (1 where it is 0) of each target in `fit` (or the
-        first `partial_fit`): the network learns (y - y_mean_) / y_scale_, and `predict`
+        first `partial_fit`): the network learns ``(y - y_mean_) / y_scale_``, and `predict`
         maps its outputs back.
     n_features_in_ : int
         The number of features seen in `fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray, one entry per feature
         The feature names, when X had string column names.
 
     Raises
@@ -437,14 +437,14 @@ class NetworkClassifier(ClassifierMixin, _NetworkEstimator):
     network_ : loopbp.Network
         The trained network, of sizes ``[n_features_in_, *hidden_layer_sizes, n_classes]``.
         It takes samples as columns.
-    loss_curve_ : ndarray of shape (n_iter_,)
+    loss_curve_ : ndarray, one entry per epoch
         E per epoch, as `loopbp.Network.fit` returns it; `partial_fit` appends one entry
         per call.
     n_iter_ : int
         Epochs run: ``len(loss_curve_)``.
     n_features_in_ : int
         The number of features seen in `fit`.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray, one entry per feature
         The feature names, when X had string column names.
 
     Raises

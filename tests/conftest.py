@@ -1,7 +1,7 @@
 """Hypothesis profiles: "fast" (the default, derandomised, for every run) and "long".
 
 Choose with ``LOOPBP_HYPOTHESIS=long pytest`` for a longer, random search, or "coverage"
-for the run without JIT (README, "Tests").
+for the run without JIT (docs/development.md, "Tests").
 """
 
 import os

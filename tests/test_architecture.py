@@ -1,4 +1,4 @@
-"""The package's architecture: its layers, the imports between its modules, and the README's map of it.
+"""The package's architecture: its layers, the imports between its modules, and the docs' map of it.
 
 The modules stand in layers, each importing only from its own layer or those below it:
 
@@ -19,8 +19,9 @@ import ast
 import pathlib
 import re
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
-PACKAGE = README.parent / "loopbp"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "loopbp"
+ARCHITECTURE_PAGE = ROOT / "docs" / "architecture.md"
 
 #: Every module, by layer; a name ending in "." stands for a whole subpackage.
 LAYERS = (
@@ -201,9 +202,9 @@ def test_no_module_imports_a_private_name_from_another():
     assert found == []
 
 
-def test_the_readme_layout_lists_every_module_once():
-    # The README's layout is the package's folder tree, one line per module.
-    section = README.read_text().split("## Layout\n", 1)[1].split("\n## ", 1)[0]
+def test_the_architecture_page_lists_every_module_once():
+    # The architecture page's tree is the package's folder tree, one line per module.
+    section = ARCHITECTURE_PAGE.read_text().split("## The package tree\n", 1)[1].split("\n## ", 1)[0]
     tree = section.split("```text\n", 1)[1].split("```", 1)[0]
     listed, folders = [], []
     for line in tree.splitlines()[1:]:

@@ -26,7 +26,7 @@ import loopbp  # noqa: E402
 import loopbp.sklearn  # noqa: E402
 from loopbp.sklearn import NetworkClassifier, NetworkRegressor  # noqa: E402
 
-#: The kernel-coverage run (NUMBA_DISABLE_JIT=1, README "Tests") runs every loop as
+#: The kernel-coverage run (NUMBA_DISABLE_JIT=1, docs/development.md, "Tests") runs every loop as
 #: Python; these tests only repeat, for minutes there, lines that the others run.
 heavy_without_jit = pytest.mark.skipif(
     numba.config.DISABLE_JIT, reason="minutes without JIT; the lines are covered by the other tests"

@@ -119,6 +119,8 @@ def _exp_nonpositive_overload(x):
 def activate_row(code, z):
     """Overwrite the row `z` (Z^l_{i,:}) with g(z) (A^l_{i,:}), for activation `code`.
 
+    Equation (2) of the docs' page "The derivation in code" (docs/derivation.md).
+
     The branch on `code` sits outside the loop over c so that each loop stays a
     straight, vectorisable sweep.
     """
@@ -151,7 +153,8 @@ def activate_row(code, z):
 def multiply_by_derivative_row(code, a, d):
     """Multiply the row `d` in place by g'(z), written with a = g(z), for activation `code`.
 
-    This is dE/dZ^l_ic = dE/dA^l_ic g^l'(Z^l_ic) for one row i.
+    This is dE/dZ^l_ic = dE/dA^l_ic g^l'(Z^l_ic) for one row i: equation (5) of the docs'
+    page "The derivation in code" (docs/derivation.md).
     """
     full_width()
     one = d.dtype.type(1)

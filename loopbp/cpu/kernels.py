@@ -32,6 +32,8 @@ from .activation_rows import activate_row, multiply_by_derivative_row
 def forward_layer(W, b, code, A_prev, A):
     r"""Forward pass through layer l: Z^l and then A^l, written into `A`.
 
+    Equations (1) and (2) of the docs' page "The derivation in code" (docs/derivation.md).
+
     .. math::
 
         Z^l_{ic} = \sum_{j=1}^{n^{l-1}} W^l_{ij} A^{l-1}_{jc} + b^l_i,
@@ -64,6 +66,8 @@ def forward_layer(W, b, code, A_prev, A):
 @njit(parallel=True)
 def output_delta(A, Y, dA, row_squares, parallel=True):
     r"""dE/dA^L and the terms of E.
+
+    Equations (3) and (4) of the docs' page "The derivation in code" (docs/derivation.md).
 
     .. math::
 
@@ -123,6 +127,8 @@ def squared_error_row(a, y):
 def delta_to_z(code, A, delta, parallel=True):
     r"""Turn dE/dA^l into dE/dZ^l in place.
 
+    Equation (5) of the docs' page "The derivation in code" (docs/derivation.md).
+
     .. math::
 
         \frac{\partial E}{\partial Z^l_{ic}}
@@ -152,6 +158,8 @@ def delta_to_z(code, A, delta, parallel=True):
 def weight_gradient(dZ, A_prev, dW):
     r"""dE/dW^l.
 
+    Equation (7) of the docs' page "The derivation in code" (docs/derivation.md).
+
     .. math::
 
         \frac{\partial E}{\partial W^l_{ij}} = \sum_{c=1}^m \frac{\partial E}{\partial Z^l_{ic}} A^{l-1}_{jc}
@@ -179,6 +187,8 @@ def weight_gradient(dZ, A_prev, dW):
 @njit(parallel=True)
 def bias_gradient(dZ, db, parallel=True):
     r"""dE/db^l.
+
+    Equation (8) of the docs' page "The derivation in code" (docs/derivation.md).
 
     .. math::
 
@@ -213,6 +223,8 @@ def _row_sum(row):
 @njit(parallel=True)
 def hidden_delta(W_next, dZ_next, dA):
     r"""dE/dA^l for a hidden layer l < L, from layer l+1.
+
+    Equation (6) of the docs' page "The derivation in code" (docs/derivation.md).
 
     .. math::
 
