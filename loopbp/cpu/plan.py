@@ -186,7 +186,7 @@ def describe(sizes, m: int, dtype, tile=HOST, threads: int | None = None) -> str
         )
     if threads > 1 and not worth_threads(sizes, m):
         # The engine's gate above the plan: a small gradient never starts a parallel region.
-        head += f" (under {SERIAL_BELOW:,} multiply-adds: every step in the calling thread)"
+        head += f" (under {SERIAL_BELOW:,} forward multiply-adds: every step in the calling thread)"
         threads = 1
     lines = [
         head,

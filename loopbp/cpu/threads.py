@@ -63,7 +63,8 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=after_fork_in_child)
 
 
-#: Below this many multiply-adds per gradient the loops run in the calling thread:
+#: Below this many multiply-adds in the forward pass (m times the number of weights; a whole
+#: gradient has about three times as many) the loops run in the calling thread:
 #: starting a parallel region costs about 3 us on 2 cores (the development machines, 2026),
 #: and a tiny network's gradient takes
 #: about a dozen of them. Serial and parallel runs give bitwise the same result.
@@ -71,7 +72,7 @@ SERIAL_BELOW = 250_000
 
 
 def enough_work(sizes: Sequence[int], m: int) -> bool:
-    """Whether a gradient of the network on m samples has `SERIAL_BELOW` multiply-adds or more."""
+    """Whether the forward pass of the network on m samples has `SERIAL_BELOW` multiply-adds or more."""
     return sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:])) * m >= SERIAL_BELOW
 
 
