@@ -92,27 +92,12 @@ def render(run):
 
 def _reference(run):
     """One row per (case, dtype), every system, the loops and Network against the fastest peer."""
-    systems, peers = run["systems"], run["peers"]
-    leads = [s for s in ("loops", "network") if s in systems]
-    head = ["case", "sizes", "m", "dtype", *(f"{s} (ms)" for s in systems), "fastest peer"]
-    head += [f"{s} vs fastest peer" for s in leads]
-    rows, ratios = [], []
-    for point in run["points"]:
-        results = point["results"]
-        fastest = _fastest_peer(results, peers)
-        row = [point["case"], _sizes(point), _m(point), point["dtype"]]
-        row += _times(results, systems)
-        row.append(fastest or "n/a")
-        for s in leads:
-            ratio = _ratio(results, s, fastest)
-            row.append(_x(ratio))
-            if s == "loops" and ratio is not None:
-                ratios.append((ratio, f"{point['case']} {point['dtype']}"))
-        rows.append(row)
-    parts = [_caption(run), _table(head, rows, left=(0, 1, 3, 4 + len(systems)))]
+    leads = [s for s in ("loops", "network") if s in run["systems"]]
+    table, ratios = _points_table(run, "case", leads)
+    parts = [_caption(run), table]
     if ratios:
-        ahead = [f"{name} ({_x(r)})" for r, name in ratios if r >= 1]
-        behind = [f"{name} ({_x(r)})" for r, name in ratios if r < 1]
+        ahead = [f"{case} {dtype} ({_x(r)})" for r, case, dtype in ratios if r >= 1]
+        behind = [f"{case} {dtype} ({_x(r)})" for r, case, dtype in ratios if r < 1]
         parts.append(
             f"The loops against the fastest peer, at 1.0x or better: {_join(ahead) or 'none'}; "
             f"below 1.0x: {_join(behind) or 'none'}."
@@ -121,6 +106,7 @@ def _reference(run):
         "First call in each system's process (compilation, tracing or a load from the cache), "
         "left out of the medians above:"
     )
+    systems = run["systems"]
     first = [
         [point["case"], point["dtype"], *(_first(point["results"], s) for s in systems)]
         for point in run["points"]
@@ -132,21 +118,8 @@ def _reference(run):
 
 def _sweep(run):
     """One row per point, the loops against the fastest peer, then the summary of the ratios."""
-    systems, peers = run["systems"], run["peers"]
-    head = ["point", "sizes", "m", "dtype", *(f"{s} (ms)" for s in systems)]
-    head += ["fastest peer", "loops vs fastest peer"]
-    rows, ratios = [], []
-    for point in run["points"]:
-        results = point["results"]
-        fastest = _fastest_peer(results, peers)
-        ratio = _ratio(results, "loops", fastest)
-        if ratio is not None:
-            ratios.append((ratio, point["case"], point["dtype"]))
-        rows.append(
-            [point["case"], _sizes(point), _m(point), point["dtype"], *_times(results, systems)]
-            + [fastest or "n/a", _x(ratio)]
-        )
-    parts = [_caption(run), _table(head, rows, left=(0, 1, 3, 4 + len(systems)))]
+    table, ratios = _points_table(run, "point", ["loops"])
+    parts = [_caption(run), table]
     if ratios:
         summary = [_summary(ratios, "All dtypes")]
         dtypes = list(dict.fromkeys(d for _, _, d in ratios))
@@ -161,6 +134,27 @@ def _sweep(run):
             parts.append(f"The {n} lowest ratios: {_join(low)}. The {n} highest: {_join(high)}.")
     parts.append(_agreement(run))
     return "\n\n".join(parts) + "\n"
+
+
+def _points_table(run, label, leads):
+    """The table of every point (each system's time, the fastest peer, each of `leads` against
+    it) and the loops' ratios, as (ratio, case, dtype)."""
+    systems, peers = run["systems"], run["peers"]
+    head = [label, "sizes", "m", "dtype", *(f"{s} (ms)" for s in systems), "fastest peer"]
+    head += [f"{s} vs fastest peer" for s in leads]
+    rows, ratios = [], []
+    for point in run["points"]:
+        results = point["results"]
+        fastest = _fastest_peer(results, peers)
+        row = [point["case"], _sizes(point), _m(point), point["dtype"], *_times(results, systems)]
+        row.append(fastest or "n/a")
+        for s in leads:
+            ratio = _ratio(results, s, fastest)
+            row.append(_x(ratio))
+            if s == "loops" and ratio is not None:
+                ratios.append((ratio, point["case"], point["dtype"]))
+        rows.append(row)
+    return _table(head, rows, left=(0, 1, 3, 4 + len(systems))), ratios
 
 
 def _summary(ratios, label):
