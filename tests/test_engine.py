@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from problems import make_problem
+from problems import make_problem, needs_jit
 
 import loopbp
 from loopbp import layout
@@ -110,3 +110,28 @@ def test_a_bounded_cache_keeps_the_newest_values():
     assert list(cache.kept) == ["c", "b"] and cache.pop("c") == "C" and cache.get("c") is None
     with pytest.raises(ValueError, match="size must be at least 1"):
         BoundedCache(0)
+
+
+@needs_jit
+def test_a_tile_is_typed_without_a_call_back_into_python():
+    # Every call into the packed kernels passes a Tile. Numba's dispatcher reads its type
+    # from the `_numba_type_` attribute, in C; a type registered with typeof_impl instead
+    # costs a call back into the interpreter (dispatcher.typeof_pyval) on every call.
+    from numba import njit, typeof
+
+    from loopbp.cpu import simd
+
+    tile = simd.tile(np.float64, "avx2")
+    assert typeof(tile) is tile._numba_type_
+    assert typeof(tile) == typeof(simd.tile(np.float64, "avx2")) != typeof(simd.tile(np.float32, "avx2"))
+
+    @njit
+    def rows(tile):
+        return simd.tile_shape(tile)[0]
+
+    assert rows(tile) == tile.shape[0]
+    typed = []
+    typeof_pyval = rows.typeof_pyval
+    rows.typeof_pyval = lambda value: typed.append(value) or typeof_pyval(value)
+    assert rows(tile) == tile.shape[0]
+    assert typed == []
