@@ -6,6 +6,7 @@ Usage::
     python benchmarks/compile_profile.py 784-256-128-10 --dtype float32 --top 15
     python benchmarks/compile_profile.py 13-37-29-7 --other-dtype # then the other dtype
     python benchmarks/compile_profile.py 64-30-10 --background    # loopbp's default first use
+    python benchmarks/compile_profile.py 13-37-29-7 --libraries   # and LLVM's time per library
 
 Runs in a fresh, empty kernel cache (``LOOPBP_CACHE_DIR`` set to a new temporary folder,
 removed at the end) unless ``--warm`` is given, and prints:
@@ -18,7 +19,11 @@ removed at the end) unless ``--warm`` is given, and prints:
   Numba's stages: type inference (which includes compiling every callee), IR inlining,
   lowering, and with ``--llvm`` LLVM's module optimisation and code generation inside
   lowering (``NUMBA_LLVM_PASS_TIMINGS=1``, which slows the compile itself: leave it out
-  for the first lines' times).
+  for the first lines' times);
+- with ``--libraries``, LLVM's time per library: each compiled function, parallel region
+  and wrapper is a library of its own, whose module holds a copy of every library it
+  calls, optimised again and compiled to machine code again there; so a kernel's code
+  goes through LLVM once per level of calls above it.
 
 By default it profiles the fast kernels' compile (``LOOPBP_COMPILE=foreground``). With
 ``--background`` it profiles loopbp's default first use: the calls run the serial loops
@@ -31,6 +36,7 @@ The numbers are one run's, on a shared machine: compare runs made one after the 
 import argparse
 import collections
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -46,6 +52,9 @@ def main(argv=None):
     parser.add_argument("--other-dtype", action="store_true", help="then a gradient in the other dtype")
     parser.add_argument("--warm", action="store_true", help="use the existing cache, do not empty it")
     parser.add_argument("--llvm", action="store_true", help="also LLVM's stages (slows the compile)")
+    parser.add_argument(
+        "--libraries", action="store_true", help="also LLVM's optimisation and machine code per library"
+    )
     parser.add_argument(
         "--background",
         action="store_true",
@@ -76,6 +85,7 @@ def run(args):
     import loopbp
 
     imported = time.perf_counter() - start
+    libraries = _time_libraries() if args.libraries else None
     own, total, count = collections.Counter(), collections.Counter(), collections.Counter()
     stack, entries = [], []
 
@@ -153,6 +163,65 @@ def run(args):
             print(f"  {name}: {text}")
             if llvm:
                 print("    LLVM: " + ", ".join(f"{stage} {t:.2f} s" for stage, t in llvm.items()))
+    if libraries is not None:
+        _print_libraries(libraries, args.top)
+
+
+#: The steps of Numba's CPU code library that run LLVM: function passes on each module
+#: added, module passes on the final module (with every linked library in it), and the
+#: machine code of that module.
+_LLVM_STEPS = {
+    "_optimize_functions": "function passes",
+    "_optimize_final_module": "module passes",
+    "_finalize_final_module": "machine code",
+}
+
+
+def _time_libraries():
+    """Time the LLVM steps of every library compiled from now on: {(library, step): seconds}.
+
+    Wraps methods of Numba's ``CPUCodeLibrary``, which is internal to Numba: with a Numba
+    that lacks them, says so and times nothing.
+    """
+    from numba.core import codegen
+
+    library_class = codegen.CPUCodeLibrary
+    seconds = collections.Counter()
+    if not all(hasattr(library_class, method) for method in _LLVM_STEPS):
+        print("(--libraries: this Numba's CPUCodeLibrary has other methods; no LLVM times per library)")
+        return None
+
+    def timing(method, step):
+        def timed(self, *args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                seconds[self.name, step] += time.perf_counter() - began
+
+        return timed
+
+    for method, step in _LLVM_STEPS.items():
+        setattr(library_class, method, timing(getattr(library_class, method), step))
+    return seconds
+
+
+def _print_libraries(seconds, top):
+    by_step, by_library, by_part = collections.Counter(), collections.Counter(), collections.Counter()
+    libraries = set()
+    for (name, step), t in seconds.items():
+        # Parallel regions' libraries are named after the address of an object: leave it out.
+        library = re.sub(r"(_| object at )0x[0-9a-f]+", "", name).strip("<>")
+        by_step[step] += t
+        by_library[library] += t
+        by_part[library, step] += t
+        libraries.add(name)
+    steps = ", ".join(f"{step} {by_step[step]:.2f} s" for step in _LLVM_STEPS.values())
+    total = sum(by_step.values())
+    print(f"\nLLVM per library: {total:.2f} s in all over {len(libraries)} libraries ({steps})")
+    for library, t in by_library.most_common(top):
+        parts = ", ".join(f"{by_part[library, step]:.2f}" for step in _LLVM_STEPS.values())
+        print(f"  {t:6.2f} s ({parts})  {library[:90]}")
 
 
 if __name__ == "__main__":
