@@ -563,3 +563,28 @@ def test_warm_rejects_unknown_choices(capsys):
     with pytest.raises(SystemExit):
         cli.main(["warm", "--kernels", "narrow,medium"])
     assert "unknown kernel set 'medium'; known: narrow, wide" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missing", [(), ("jax",), ("torch", "jax")])
+def test_compare_says_which_peers_it_leaves_out(missing, monkeypatch, capsys):
+    # By default compare runs every installed peer, and names the ones it cannot run.
+    def run(backend, points, *args, **kwargs):
+        return [{"first_s": 1.0, "median_s": 2.0, "number": 1, "difference": 0.0} for _ in points]
+
+    monkeypatch.setattr(compare, "run", run)
+    monkeypatch.setattr(compare, "installed", lambda backend: backend not in missing)
+    monkeypatch.setattr(warming, "is_warm", lambda *args, **kwargs: True)
+    assert cli.main(["compare", "--sizes", "3,2", "--m", "4", "--repeat", "2"]) == 0
+    out, err = capsys.readouterr()
+    rows = [line.split()[0] for line in out.splitlines()[2:]]
+    assert rows == [b for b in ("einsum", "loops", "numpy", "torch", "jax") if b not in missing]
+    if not missing:
+        assert "not installed" not in err
+    elif missing == ("jax",):
+        assert "loopbp compare: jax is not installed, so not compared (pip install jax to compare it)" in err
+    else:
+        said = "torch and jax are not installed, so not compared (pip install torch jax to compare them)"
+        assert said in err
+    # Backends named on the command line are what was asked for: nothing to say.
+    assert cli.main(["compare", "--sizes", "3,2", "--m", "4", *FAST]) == 0
+    assert "not installed" not in capsys.readouterr().err
