@@ -450,15 +450,6 @@ def compare(args: argparse.Namespace) -> int:
     if args.ms is not None and sweep not in ("m", MAP):
         return _error(f"--ms sets the m of --sweep m or --sweep {MAP}; got {given}")
     backends = args.backends or default_backends()
-    if args.backends is None:
-        # The peers that the default leaves out because they are not installed: say so, so
-        # that a table without them is not read as one with every peer.
-        skipped = [b for b in COMPARED_BACKENDS if b in OPTIONAL and b != "cuda" and b not in backends]
-        if skipped:
-            names = " and ".join(skipped)
-            verb, them = ("is", "it") if len(skipped) == 1 else ("are", "them")
-            packages = " ".join(OPTIONAL[b] for b in skipped)
-            _say(f"{names} {verb} not installed, so not compared (pip install {packages} to compare {them})")
     if sweep == MAP and "loops" not in backends:
         return _error(
             f"--sweep {args.sweep} maps the loops against the other backends; "
@@ -475,6 +466,8 @@ def compare(args: argparse.Namespace) -> int:
     table = not args.json and sweep is None
     if not args.json:
         print(_header(args, activations, sweep, points), flush=True)
+    if args.backends is None:
+        _note_missing_peers(backends)
     if "loops" in backends:
         _note_compile(args.dtype, "compare", *(point.sizes for point in points))
     if table:
@@ -529,6 +522,17 @@ def compare(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _note_missing_peers(backends: Sequence[str]) -> None:
+    """Name the peers that the default `backends` leave out because they are not installed,
+    so that a table without them is not read as one with every peer."""
+    skipped = [b for b in COMPARED_BACKENDS if b in OPTIONAL and b != "cuda" and b not in backends]
+    if skipped:
+        names = " and ".join(skipped)
+        verb, them = ("is", "it") if len(skipped) == 1 else ("are", "them")
+        packages = " ".join(OPTIONAL[b] for b in skipped)
+        _say(f"{names} {verb} not installed, so not compared (pip install {packages} to compare {them})")
 
 
 def _pattern(sizes: Sequence[int]) -> str:
