@@ -184,18 +184,12 @@ def micro_kernel_peak(dtype, threads=None, seconds=1.0):
         raise NotImplementedError("the portable path has no register micro-kernel")
     threads = numba.get_num_threads() if threads is None else threads
     mr, nr = tile.shape
-    kc = 64  # both panels, 64 x (MR + NR) values, fit in any L1
+    kc = _PEAK_KC
     P = np.ones((threads, kc * mr), dtype)
     Q = np.ones((threads, kc * nr), dtype)
     C = np.zeros((threads, mr, nr), dtype)
     calls = 1000
-
-    @numba.njit(parallel=True)
-    def repeat(tile, P, Q, C, calls):
-        for thread in numba.prange(P.shape[0]):
-            for _ in range(calls):
-                simd.register_block(tile, kc, P[thread], 0, Q[thread], 0, C[thread], 0, 0, mr, nr, True)
-
+    repeat = _peak_loop(simd, tile)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
@@ -210,6 +204,26 @@ def micro_kernel_peak(dtype, threads=None, seconds=1.0):
     finally:
         numba.set_num_threads(previous)
     return best
+
+
+#: Steps of k of `micro_kernel_peak`'s blocks: both panels, 64 x (MR + NR) values, fit in any L1.
+_PEAK_KC = 64
+
+
+@functools.cache
+def _peak_loop(simd, tile):
+    # The compiled loop of `micro_kernel_peak`, once per tile in a process: a smoke run
+    # asks for the peak once per case, and each new closure would compile again (a second).
+    mr, nr = tile.shape
+    kc = _PEAK_KC
+
+    @numba.njit(parallel=True)
+    def repeat(tile, P, Q, C, calls):
+        for thread in numba.prange(P.shape[0]):
+            for _ in range(calls):
+                simd.register_block(tile, kc, P[thread], 0, Q[thread], 0, C[thread], 0, 0, mr, nr, True)
+
+    return repeat
 
 
 # --- the sweep: shapes people train, beside the reference cases ------------------
