@@ -30,7 +30,7 @@ import numpy as np
 
 from . import __version__, distributed, numba_cache
 from .activations import ACTIVATIONS, activation_code
-from .compare import COMPARED_BACKENDS, OPTIONAL, default_backends, installed
+from .compare import COMPARED_BACKENDS, OPTIONAL, default_backends, installed, missing_peers
 from .comparison import MAP, Comparison, gradient_gflop, sweep_points
 from .cpu import simd
 from .errors import NoGPU
@@ -467,7 +467,7 @@ def compare(args: argparse.Namespace) -> int:
     if not args.json:
         print(_header(args, activations, sweep, points), flush=True)
     if args.backends is None:
-        _note_missing_peers(backends)
+        _note_missing_peers()
     if "loops" in backends:
         _note_compile(args.dtype, "compare", *(point.sizes for point in points))
     if table:
@@ -524,10 +524,10 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _note_missing_peers(backends: Sequence[str]) -> None:
-    """Name the peers that the default `backends` leave out because they are not installed,
+def _note_missing_peers() -> None:
+    """Name the peers that the default backends leave out because they are not installed,
     so that a table without them is not read as one with every peer."""
-    skipped = [b for b in COMPARED_BACKENDS if b in OPTIONAL and b != "cuda" and b not in backends]
+    skipped = missing_peers()
     if skipped:
         names = " and ".join(skipped)
         verb, them = ("is", "it") if len(skipped) == 1 else ("are", "them")

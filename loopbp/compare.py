@@ -83,6 +83,11 @@ def default_backends() -> tuple[str, ...]:
     return tuple(b for b in COMPARED_BACKENDS if b != "cuda" and installed(b))
 
 
+def missing_peers() -> tuple[str, ...]:
+    """The backends that `default_backends` leaves out because they are not installed."""
+    return tuple(b for b in COMPARED_BACKENDS if b != "cuda" and not installed(b))
+
+
 def device_of(backends: Sequence[str]) -> str:
     """Where torch and jax run in a comparison of `backends`: "cuda" when cuda is among them, else "cpu"."""
     return "cuda" if "cuda" in backends else "cpu"
