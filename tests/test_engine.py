@@ -135,3 +135,30 @@ def test_a_tile_is_typed_without_a_call_back_into_python():
     rows.typeof_pyval = lambda value: typed.append(value) or typeof_pyval(value)
     assert rows(tile) == tile.shape[0]
     assert typed == []
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("transposed", [False, True], ids=["rows", "transposed"])
+@pytest.mark.parametrize("kn, n, w", [(5, 3, 8), (30, 100, 16), (512, 70, 32), (257, 33, 16)])
+def test_pack_panels_lays_v_out_in_panels_of_w_columns(dtype, transposed, kn, n, w):
+    # packed[(u kn + k) w + s] = V[k, u w + s], zeros past column n: the same from a C view
+    # and from a transposed one (dE/dW^l's Q), whose large panels are filled a block of k
+    # at a time (TRANSPOSE_BYTES; 512 x 32 float32 and 257 x 16 float64 are above it).
+    from loopbp.cpu import packed_kernels
+
+    rng = np.random.default_rng(kn + n)
+    V = (
+        rng.standard_normal((n, kn)).astype(dtype).T
+        if transposed
+        else rng.standard_normal((kn, n)).astype(dtype)
+    )
+    before = V.copy()
+    panels = -(-n // w)
+    packed = np.full(panels * kn * w + 3, np.nan, dtype)
+    packed_kernels.pack_panels(V, w, packed)
+    padded = np.zeros((kn, panels * w), dtype)
+    padded[:, :n] = V
+    expected = padded.reshape(kn, panels, w).transpose(1, 0, 2).ravel()
+    np.testing.assert_array_equal(packed[: expected.size], expected)
+    assert np.isnan(packed[expected.size :]).all()  # nothing written past the panels
+    np.testing.assert_array_equal(V, before)
