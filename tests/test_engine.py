@@ -162,3 +162,53 @@ def test_pack_panels_lays_v_out_in_panels_of_w_columns(dtype, transposed, kn, n,
     np.testing.assert_array_equal(packed[: expected.size], expected)
     assert np.isnan(packed[expected.size :]).all()  # nothing written past the panels
     np.testing.assert_array_equal(V, before)
+
+
+@needs_jit
+def test_q_read_in_place_gives_the_bits_of_q_packed(dtype=np.float32):
+    # A Q with contiguous rows, used by at most Q_IN_PLACE_PANELS panels of rows of C (a
+    # narrow layer's A^(l-1)), is read where it lies, but for its edge panel; the same Q
+    # behind a view whose rows are not contiguous is packed. The sums are the same, step
+    # for step: bitwise equal, for 1 thread and for all, and equal to P Q to rounding.
+    # (One dtype: the code is the same for both, and each compile of it takes seconds.)
+    import numba
+
+    from loopbp.cpu import packed_kernels, simd
+
+    tile = simd.tile(dtype)
+    if tile is None:
+        pytest.skip("the portable path has no packed kernels")
+    mr, nr = tile.shape
+    n_p = mr + 3  # two panels of rows, the second at the edge
+    K = packed_kernels.KC_BYTES // np.dtype(dtype).itemsize + 37  # two chunks of k
+    n_q = 5 * nr + 7  # whole panels and one at the edge
+    assert (n_p + mr - 1) // mr <= packed_kernels.Q_IN_PLACE_PANELS
+    rng = np.random.default_rng(3)
+    P = rng.standard_normal((n_p, K)).astype(dtype)
+    Q = rng.standard_normal((K, n_q)).astype(dtype)
+    spread = np.zeros((K, 2 * n_q), dtype)
+    spread[:, ::2] = Q
+    Q_strided = spread[:, ::2]
+    threads = numba.config.NUMBA_NUM_THREADS
+    panels = np.empty((n_p + mr - 1) // mr * mr * K, dtype)
+    packed_kernels.pack_rows(tile, P, panels, panels[:0])
+    scratch = np.empty(packed_kernels.scratch_length(tile, threads, [(K, n_q)]), dtype)
+    steps = (np.int64(0), np.int64(0), np.int64(0))
+    empty = np.empty(0, dtype)
+    results = []
+    for source in (Q, Q_strided):
+        for t in (1, threads):
+            C = np.empty((n_p, n_q), dtype)
+            packed_kernels._contraction(
+                tile, panels, n_p, steps, source[:, :], C, packed_kernels.NO_EPILOGUE, empty,
+                packed_kernels.NO_EPILOGUE, C, scratch, t,
+            )  # fmt: skip
+            results.append(C)
+    assert packed_kernels.read_q_in_place(tile, n_p, Q[:, :])
+    assert not packed_kernels.read_q_in_place(tile, n_p, Q_strided[:, :])
+    for C in results[1:]:
+        assert C.tobytes() == results[0].tobytes()
+    tolerance = 1e-12 if dtype == np.float64 else 2e-4
+    np.testing.assert_allclose(
+        results[0], P.astype(np.float64) @ Q, rtol=tolerance, atol=tolerance * np.sqrt(K)
+    )

@@ -35,6 +35,13 @@ swapped because C is row-major here:
   L1 while it meets every Q panel of the block, and each meeting is one call of the
   register micro-kernel ``simd.register_block``: an MR x NR block of C in registers.
 
+Packing pays when a packed value is used many times. Where it is not, the operand is read
+where it lies, through ``simd.register_block_strided``: P (W^l or (W^(l+1))^T) when C has
+few panels of columns (`IN_PLACE_PANELS`, a mini-batch), and Q (A^(l-1) or dE/dZ^(l+1),
+whose rows are contiguous) when C has few panels of rows (`Q_IN_PLACE_PANELS`, a narrow
+layer), but for Q's panel at the edge of its columns, which is packed. The arithmetic is
+the same either way, so the results are bitwise the same.
+
 Tiles at the edges (widths that are not multiples of MR or NR) run the same micro-kernel
 on the zero-padded panels, and write back only their part inside C (masked stores).
 
@@ -66,11 +73,26 @@ NC = 512
 #: 200 x 200 and 64 x 512: in place took 0.35 to 1.07 of the packed time (0.7 at the
 #: median) at 1 to 16 panels, 0.8 to 1.0 at 32, and up to 1.2 times as long at 64.
 IN_PLACE_PANELS = 32
+#: Up to this many panels of MR rows of C, the forward pass and dE/dA read Q (A^(l-1),
+#: dE/dZ^(l+1)) where it lies instead of packing it: each value of Q then meets so few
+#: rows that packing it costs more than the loads from Q's rows save.
+Q_IN_PLACE_PANELS = 2
 #: Bytes of a packed panel that `pack_panels` fills at a time from a transposed source
 #: (dE/dW^l's Q, (A^(l-1))^T). Filled whole, a 64 KiB panel (512 float32 k of a 32-wide
 #: panel) left L1 before its lines were complete: 4 GB/s of packing against 8 to 9 GB/s
 #: in blocks of 8 KiB (Intel Xeon, AVX-512, one thread, 2026).
 TRANSPOSE_BYTES = 8192
+
+
+@njit(cache=True)
+def read_q_in_place(tile, n_p, Q):
+    """Whether `columns_block` reads Q where it lies rather than packing it (`Q_IN_PLACE_PANELS`).
+
+    Only a Q whose rows are contiguous (A^(l-1) and dE/dZ^(l+1), not dE/dW^l's
+    (A^(l-1))^T), used by n_p rows of C.
+    """
+    mr = simd.tile_shape(tile)[0]
+    return Q.strides[1] == Q.itemsize and (n_p + mr - 1) // mr <= Q_IN_PLACE_PANELS
 
 
 @njit(cache=True)
@@ -217,6 +239,11 @@ def columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block
     q0, q1 = _block_columns(tile, Q.shape[1], block, n_blocks)
     qn = q1 - q0
     q_panels = (qn + nr - 1) // nr
+    # Q read where it lies (`read_q_in_place`): its whole panels of NR columns; the one at
+    # its edge, whose rows would be read past their ends, is packed all the same.
+    q_in_place = read_q_in_place(tile, rows[1] - rows[0], Q)
+    whole = qn // nr if q_in_place else 0
+    q_row = Q.strides[0] // Q.itemsize
     # Chunks of k as even as they can be (784 = 4 x 196, not 3 x 256 + 16): a short chunk
     # pays a whole write-back of C for a few steps. They depend on K alone, so every
     # sum runs in the same order whatever the blocks and threads.
@@ -225,18 +252,19 @@ def columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block
     for chunk in range(n_chunks):
         k0 = chunk * K // n_chunks
         kn = (chunk + 1) * K // n_chunks - k0
-        pack_panels(Q[k0 : k0 + kn, q0 : q0 + qn], nr, q_block)
+        if whole < q_panels:
+            pack_panels(Q[k0 : k0 + kn, q0 + whole * nr : q0 + qn], nr, q_block)
         for p0 in range(rows[0], rows[1], mr):
             for u in range(q_panels):
                 col = q0 + u * nr
-                if p_steps[1] == 0:
+                if p_steps[1] == 0 and u >= whole:
                     simd.register_block(
                         tile,
                         kn,
                         panels,
                         p0 * K + k0 * mr,
                         q_block,
-                        u * kn * nr,
+                        (u - whole) * kn * nr,
                         C,
                         p0,
                         col,
@@ -245,15 +273,27 @@ def columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block
                         k0 > 0,
                     )
                 else:
+                    # P packed: (start, k step, p step) = (p0 K + k0 MR, MR, 1).
+                    if p_steps[1] == 0:
+                        p_start, p_kstep, p_pstep = p0 * K + k0 * mr, mr, 1
+                    else:
+                        p_start = p_steps[0] + p0 * p_steps[2] + k0 * p_steps[1]
+                        p_kstep, p_pstep = p_steps[1], p_steps[2]
+                    # Both sources as 1-D views of layout "A", so that one micro-kernel serves.
+                    if u < whole:
+                        q_source, q_start, q_kstep = Q[0, ::1], k0 * q_row + col, q_row
+                    else:
+                        q_source, q_start, q_kstep = q_block[::1], (u - whole) * kn * nr, nr
                     simd.register_block_strided(
                         tile,
                         kn,
                         panels,
-                        p_steps[0] + p0 * p_steps[2] + k0 * p_steps[1],
-                        p_steps[1],
-                        p_steps[2],
-                        q_block,
-                        u * kn * nr,
+                        p_start,
+                        p_kstep,
+                        p_pstep,
+                        q_source,
+                        q_start,
+                        q_kstep,
                         C,
                         p0,
                         col,

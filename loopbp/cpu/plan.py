@@ -150,6 +150,8 @@ def steps_of(sizes, m: int, dtype, tile=HOST, threads: int | None = None) -> lis
             why = f"{mr}x{nr} tile {packed:.0%} useful, streaming {stream:.0%}"
             if kernel == "packed" and c != WEIGHTS and -(-columns // nr) <= packed_kernels.IN_PLACE_PANELS:
                 why += ", W read in place"
+            if kernel == "packed" and c != WEIGHTS and -(-rows // mr) <= packed_kernels.Q_IN_PLACE_PANELS:
+                why += ", " + ("A^(l-1)" if c == FORWARD else "dE/dZ^(l+1)") + " read in place"
         work = rows * depth * columns
         # The packed kernels share out panels of columns and of rows, the streaming ones
         # blocks of samples (forward, dE/dA) or of rows (dE/dW).

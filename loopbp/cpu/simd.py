@@ -257,18 +257,38 @@ def register_block(typingctx, tile, kc, P, p_start, Q, q_start, C, row, col, n_r
 
 @intrinsic
 def register_block_strided(
-    typingctx, tile, kc, P, p_start, p_kstep, p_pstep, Q, q_start, C, row, col, n_rows, n_cols, accumulate
+    typingctx,
+    tile,
+    kc,
+    P,
+    p_start,
+    p_kstep,
+    p_pstep,
+    Q,
+    q_start,
+    q_kstep,
+    C,
+    row,
+    col,
+    n_rows,
+    n_cols,
+    accumulate,
 ):
-    r"""`register_block` with P read where it lies: P[p_start + k p_kstep + p p_pstep].
+    r"""`register_block` with P and Q read through strides: P[p_start + k p_kstep + p p_pstep]
+    and Q[q_start + k q_kstep + q].
 
-    .. math:: C_{pq} \mathrel{+}= \sum_{k=0}^{kc-1} P_{p_0 + k s_k + p s_p} \hat Q_{kq}
+    .. math:: C_{pq} \mathrel{+}= \sum_{k=0}^{kc-1} P_{p_0 + k s_k + p s_p} Q_{q_0 + k t_k + q}
 
     For a P that is used by a few panels of Q only (a mini-batch's W^l), packing it would
     cost about as much as the multiply-adds that use it: this reads its rows in place
     (W^l row by row, p_kstep = 1 and p_pstep = n^(l-1); (W^(l+1))^T, p_kstep = n^(l+1)
-    and p_pstep = 1). Rows p >= n_rows read row 0 instead, so that no address lies past
-    P, and are not written. The arithmetic is that of `register_block`, step for step, so
-    the two give bitwise equal sums.
+    and p_pstep = 1; a packed panel, p_kstep = MR and p_pstep = 1). Rows p >= n_rows
+    read row 0 instead, so that no address lies past P, and are not written. Likewise Q:
+    a packed panel has q_kstep = NR, a Q whose rows are contiguous and used by a few
+    panels of P only is read in place with q_kstep its row stride (every one of the NR
+    values of each row read must lie inside Q: the caller packs the panel at its edge).
+    The arithmetic is that of `register_block`, step for step, so the two give bitwise
+    equal sums.
     """
     if not isinstance(tile, TileType):
         return None
@@ -276,23 +296,27 @@ def register_block_strided(
     if P.dtype != dtype or Q.dtype != dtype or C.dtype != dtype:
         return None
     sig = types.void(
-        tile, kc, P, p_start, p_kstep, p_pstep, Q, q_start, C, row, col, n_rows, n_cols, accumulate
+        tile, kc, P, p_start, p_kstep, p_pstep, Q, q_start, q_kstep, C, row, col, n_rows, n_cols, accumulate
     )
     return sig, _block_codegen(width, rows, dtype, strided=True)
 
 
 def _block_codegen(width, rows, dtype, strided):
-    # The code of `register_block` (strided=False: P packed in panels of MR) and of
-    # `register_block_strided` (P read through two strides, its arguments 4 and 5).
+    # The code of `register_block` (strided=False: P and Q packed in panels of MR and NR)
+    # and of `register_block_strided` (P read through two strides, its arguments 4 and 5,
+    # and Q through one, its argument 8).
 
     def codegen(context, builder, signature, args):
         argtypes = signature.args
         intp = context.get_value_type(types.intp)
         p_steps = None
+        nr = VECTORS * width
+        q_kstep = ir.Constant(intp, nr)
         if strided:
             p_steps = [context.cast(builder, args[k], argtypes[k], types.intp) for k in (4, 5)]
-            args = args[:4] + args[6:]
-            argtypes = argtypes[:4] + argtypes[6:]
+            q_kstep = context.cast(builder, args[8], argtypes[8], types.intp)
+            args = args[:4] + args[6:8] + args[9:]
+            argtypes = argtypes[:4] + argtypes[6:8] + argtypes[9:]
         i32 = ir.IntType(32)
         kc_v, p0_v, q0_v, row_v, col_v, n_rows_v, n_cols_v = (
             context.cast(builder, args[k], argtypes[k], types.intp) for k in (1, 3, 5, 7, 8, 9, 10)
@@ -309,7 +333,6 @@ def _block_codegen(width, rows, dtype, strided):
             cgutils.unpack_tuple(builder, c_array.strides, 2)[0], ir.Constant(intp, align)
         )
         zero = ir.Constant(vector, [ir.Constant(scalar, 0.0)] * width)
-        nr = VECTORS * width
         suffix = f"v{width}f{8 * align}"
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vector, [vector] * 3), f"llvm.fma.{suffix}"
@@ -364,7 +387,7 @@ def _block_codegen(width, rows, dtype, strided):
         builder.cbranch(builder.icmp_signed("<", k, kc_v), body, done)
 
         builder.position_at_end(body)
-        q_base = builder.add(q0_v, builder.mul(k, ir.Constant(intp, nr)))
+        q_base = builder.add(q0_v, builder.mul(k, q_kstep))
         p_base = builder.add(p0_v, builder.mul(k, p_kstep))
         if PREFETCH:
             prefetch = cgutils.get_or_insert_function(
@@ -373,10 +396,9 @@ def _block_codegen(width, rows, dtype, strided):
                 "llvm.prefetch.p0i8",
             )
             # One prefetch (read, keep in all levels, data) per 64-byte line of Q's row.
+            q_ahead = builder.add(q_base, builder.mul(q_kstep, ir.Constant(intp, PREFETCH)))
             for line in range(0, nr * align, 64):
-                ahead = builder.gep(
-                    q_data, [builder.add(q_base, ir.Constant(intp, PREFETCH * nr + line // align))]
-                )
+                ahead = builder.gep(q_data, [builder.add(q_ahead, ir.Constant(intp, line // align))])
                 builder.call(
                     prefetch,
                     [builder.bitcast(ahead, ir.IntType(8).as_pointer())]
