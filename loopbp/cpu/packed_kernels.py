@@ -89,7 +89,7 @@ def read_q_in_place(tile, n_p, Q):
     """Whether `columns_block` reads Q where it lies rather than packing it (`Q_IN_PLACE_PANELS`).
 
     Only a Q whose rows are contiguous (A^(l-1) and dE/dZ^(l+1), not dE/dW^l's
-    (A^(l-1))^T), used by n_p rows of C.
+    (A^(l-1))^T), for a C of n_p rows.
     """
     mr = simd.tile_shape(tile)[0]
     return Q.strides[1] == Q.itemsize and (n_p + mr - 1) // mr <= Q_IN_PLACE_PANELS
@@ -239,9 +239,10 @@ def columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block
     q0, q1 = _block_columns(tile, Q.shape[1], block, n_blocks)
     qn = q1 - q0
     q_panels = (qn + nr - 1) // nr
-    # Q read where it lies (`read_q_in_place`): its whole panels of NR columns; the one at
-    # its edge, whose rows would be read past their ends, is packed all the same.
-    q_in_place = read_q_in_place(tile, rows[1] - rows[0], Q)
+    # Q read where it lies (`read_q_in_place`, by all C's rows, as the plan says, whatever
+    # part of them this call computes): its whole panels of NR columns; the one at its
+    # edge, whose rows would be read past their ends, is packed all the same.
+    q_in_place = read_q_in_place(tile, C.shape[0], Q)
     whole = qn // nr if q_in_place else 0
     q_row = Q.strides[0] // Q.itemsize
     # Chunks of k as even as they can be (784 = 4 x 196, not 3 x 256 + 16): a short chunk
@@ -273,8 +274,7 @@ def columns_block(tile, panels, rows, p_steps, Q, C, epilogue, b, code, A, block
                         k0 > 0,
                     )
                 else:
-                    # P packed: (start, k step, p step) = (p0 K + k0 MR, MR, 1).
-                    if p_steps[1] == 0:
+                    if p_steps[1] == 0:  # P packed: (start, k step, p step) = (p0 K + k0 MR, MR, 1)
                         p_start, p_kstep, p_pstep = p0 * K + k0 * mr, mr, 1
                     else:
                         p_start = p_steps[0] + p0 * p_steps[2] + k0 * p_steps[1]
